@@ -1,0 +1,20 @@
+"""ngf: train neural networks with learning rules other than backpropagation."""
+
+from ngf.core.api import OPTIMIZERS, Callbacks, RunConfig, run
+from ngf.core.data import DataSplits, IdxDataset
+from ngf.core.errors import NgfError
+from ngf.core.feedback import propagate_errors, random_like
+from ngf.core.hookspecs import hookimpl
+from ngf.core.network import (LayerTrace, Network, cross_entropy, output_error,
+                              updates_from_deltas)
+from ngf.core.registry import load_registry
+from ngf.core.rule import LearningRule, stateless_init
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "OPTIMIZERS", "Callbacks", "DataSplits", "IdxDataset", "LayerTrace", "LearningRule",
+    "Network", "NgfError", "RunConfig", "cross_entropy", "hookimpl", "load_registry",
+    "output_error", "propagate_errors", "random_like", "run", "stateless_init",
+    "updates_from_deltas",
+]

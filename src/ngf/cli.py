@@ -1,0 +1,67 @@
+"""The ``ngf`` command: parse, call the library, render with rich."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ngf.core.errors import NgfError
+
+EXIT_USAGE = 2
+
+
+def _run_parser(sub) -> None:
+    p = sub.add_parser("run", help="train a model with a learning rule")
+    p.add_argument("--rule", default="lra", help="learning rule (see `ngf rules`; default lra)")
+    p.add_argument("--model", default="mlp", help="model (see `ngf models`; default mlp)")
+    p.add_argument("--dataset", default="mnist", help="dataset (see `ngf datasets`; default mnist)")
+    p.add_argument("--data-dir", default=None, help="folder holding the dataset's IDX files")
+    p.add_argument("--epochs", type=int, default=5, help="epochs (default 5)")
+    p.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
+    p.add_argument("--optimizer", default="adam", help="adam, adamw, sgd, momentum, nesterov, rmsprop")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--out", default=None, help="folder for metrics.jsonl and summary.json")
+    p.add_argument("--overwrite", action="store_true", help="reuse an --out folder that holds files")
+    p.add_argument("--steps-per-call", type=int, default=None,
+                   help="training steps per device call (default: the fast path for the model)")
+    p.add_argument("--rule-opt", action="append", default=[], metavar="NAME=VALUE",
+                   help="rule hyperparameter (repeatable)")
+    p.add_argument("--model-opt", action="append", default=[], metavar="NAME=VALUE",
+                   help="model option (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``ngf`` command."""
+    parser = argparse.ArgumentParser(prog="ngf", description="Train networks with learning rules other than backprop.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _run_parser(sub)
+    for kind in ("rules", "models", "datasets"):
+        sub.add_parser(kind, help=f"list the registered {kind}")
+    return parser
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``ngf`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    from ngf import ui  # imported after parsing so --help stays fast
+
+    console = ui.make_console()
+    try:
+        registry = ui.load_and_report(console)
+        if args.command == "run":
+            ui.run_command(args, registry, console)
+        else:
+            ui.list_command(args.command[:-1], registry, console)
+    except NgfError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        console.print("[bold red]interrupted[/]")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

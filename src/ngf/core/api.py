@@ -1,0 +1,196 @@
+"""The Python API: one call builds a run from names or objects and returns its summary."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from ngf.core.data import DataSplits
+from ngf.core.engine import Engine, choose_steps_per_call
+from ngf.core.errors import NgfError, unknown_name
+from ngf.core.network import Network
+from ngf.core.options import bind_options
+from ngf.core.registry import Registry, load_registry
+from ngf.core.rule import LearningRule
+
+OPTIMIZERS: dict[str, Callable[[float], optax.GradientTransformation]] = {
+    "adam": optax.adam,
+    "adamw": optax.adamw,
+    "sgd": optax.sgd,
+    "momentum": lambda lr: optax.sgd(lr, momentum=0.9),
+    "nesterov": lambda lr: optax.sgd(lr, momentum=0.9, nesterov=True),
+    "rmsprop": optax.rmsprop,
+}
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Every option of a run; names refer to registered rules, models and datasets."""
+
+    rule: str = "lra"
+    model: str = "mlp"
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    epochs: int = 5
+    batch_size: int = 64
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    seed: int = 0
+    out: str | None = None
+    overwrite: bool = False
+    steps_per_call: int | None = None  # None: choose the fast path for the model
+    rule_opts: dict = dataclasses.field(default_factory=dict)
+    model_opts: dict = dataclasses.field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Reject values no run could use."""
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise NgfError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if not isinstance(self.lr, (int, float)) or not self.lr > 0:
+            raise NgfError(f"lr must be a positive number, got {self.lr!r}")
+        if self.steps_per_call is not None and self.steps_per_call < 1:
+            raise NgfError(f"steps-per-call must be a positive integer, got {self.steps_per_call!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise unknown_name("optimizer", self.optimizer, OPTIMIZERS)
+
+
+class Callbacks:
+    """Hooks a caller may override to watch a run; all do nothing by default."""
+
+    def on_start(self, info: dict) -> None:
+        """Called once the data, model and rule are ready."""
+
+    def on_progress(self, done: int, total: int) -> None:
+        """Called as the steps of an epoch complete (only if ``wants_progress``)."""
+
+    def on_epoch(self, record: dict) -> None:
+        """Called with each epoch's metrics."""
+
+    wants_progress = False
+
+
+def _resolve_rule(config: RunConfig, rule, registry: Registry) -> tuple[LearningRule, str]:
+    if rule is not None:
+        return rule, getattr(rule, "name", "custom")
+    entry = registry.get("rule", config.rule)
+    opts = bind_options("rule", config.rule, entry.factory, config.rule_opts, skip=())
+    return entry.factory(**opts), config.rule
+
+
+def _resolve_data(config: RunConfig, dataset, registry: Registry) -> tuple[DataSplits, str]:
+    if dataset is not None:
+        return dataset, "custom"
+    return registry.get("dataset", config.dataset).factory(config.data_dir), config.dataset
+
+
+def _resolve_model(config: RunConfig, model, data: DataSplits, registry: Registry):
+    if isinstance(model, nnx.Module):
+        return model, type(model).__name__
+    rngs = nnx.Rngs(config.seed)
+    if callable(model):
+        return model(data.input_shape, data.n_classes, rngs=rngs), getattr(model, "__name__", "custom")
+    entry = registry.get("model", config.model)
+    opts = bind_options("model", config.model, entry.factory, config.model_opts)
+    return entry.factory(data.input_shape, data.n_classes, rngs=rngs, **opts), config.model
+
+
+def _prepare_out(config: RunConfig) -> Path | None:
+    if config.out is None:
+        return None
+    out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise NgfError(f"--out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not config.overwrite:
+        raise NgfError(f"--out {out} already holds files; choose another folder or pass --overwrite")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for stale in ("metrics.jsonl", "summary.json"):
+            (out / stale).unlink(missing_ok=True)
+    except OSError as exc:
+        raise NgfError(f"cannot write to --out {out}: {exc.strerror}") from None
+    return out
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write JSON to ``path`` via a temporary file and a rename."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _config_record(config: RunConfig, names: dict) -> dict:
+    record = dataclasses.asdict(config)
+    record.update(names)
+    return record
+
+
+def run(config: RunConfig | None = None, *, rule: LearningRule | None = None, model=None,
+        dataset: DataSplits | None = None, registry: Registry | None = None,
+        callbacks: Callbacks | None = None, **overrides) -> dict:
+    """Train and evaluate; return the summary that ``ngf run`` writes to ``summary.json``.
+
+    ``rule``, ``model`` (an NNX module or a factory) and ``dataset`` may be given as
+    objects; otherwise the names in ``config`` are looked up in the plugin registry.
+    Keyword ``overrides`` replace fields of ``config`` (e.g. ``epochs=3``).
+    """
+    config = dataclasses.replace(config or RunConfig(), **overrides)
+    config.validate()
+    registry = registry or load_registry()
+    callbacks = callbacks or Callbacks()
+    learning_rule, rule_name = _resolve_rule(config, rule, registry)
+    data, data_name = _resolve_data(config, dataset, registry)
+    if config.batch_size > len(data.x_train):
+        raise NgfError(f"batch-size {config.batch_size} is larger than the {len(data.x_train)} training examples")
+    net_model, model_name = _resolve_model(config, model, data, registry)
+    out = _prepare_out(config)
+    names = {"rule": rule_name, "model": model_name, "dataset": data_name}
+    return _train(config, learning_rule, net_model, data, out, names, callbacks)
+
+
+def _train(config, rule, model, data: DataSplits, out, names: dict, callbacks: Callbacks) -> dict:
+    started = time.perf_counter()
+    net, params = Network.from_model(model)
+    x_train, y_train = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
+    x_test, y_test = jnp.asarray(data.x_test), jnp.asarray(data.y_test)
+    n_steps = len(data.x_train) // config.batch_size
+    per_call = config.steps_per_call or choose_steps_per_call(model, n_steps)
+    engine = Engine(net, rule, OPTIMIZERS[config.optimizer](config.lr), config.batch_size,
+                    len(data.x_train), per_call)
+    rule_key, data_key = jax.random.split(jax.random.key(config.seed))
+    state = engine.init(rule_key, params)
+    callbacks.on_start({**names, "steps_per_epoch": engine.n_steps, "steps_per_call": engine.steps_per_call,
+                        "device": str(jax.devices()[0])})
+    progress = callbacks.on_progress if callbacks.wants_progress else None
+    history = []
+    for epoch in range(1, config.epochs + 1):
+        t0 = time.perf_counter()
+        state, train = engine.train_epoch(state, x_train, y_train, jax.random.fold_in(data_key, epoch), progress)
+        seconds = time.perf_counter() - t0  # train_epoch ends by fetching its metrics
+        test = engine.evaluate(state.params, x_test, y_test)
+        record = {"epoch": epoch, **train, "test_loss": test["loss"], "test_accuracy": test["accuracy"],
+                  "seconds": seconds}
+        history.append(record)
+        if out is not None:
+            with open(out / "metrics.jsonl", "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+        callbacks.on_epoch(record)
+    last = history[-1]
+    summary = {**names, "epochs": config.epochs, "seed": config.seed,
+               **{k: last[k] for k in ("train_accuracy", "test_accuracy", "train_loss", "test_loss")},
+               "epoch_seconds": [r["seconds"] for r in history],
+               "wall_seconds": time.perf_counter() - started,
+               "config": _config_record(config, names), "history": history}
+    if out is not None:
+        write_json_atomic(out / "summary.json", summary)
+    return summary

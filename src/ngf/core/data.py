@@ -1,0 +1,170 @@
+"""Datasets: IDX folders found on a search path, or the Hugging Face Hub (DESIGN.md §4).
+
+A dataset name resolves, in order, to ``--data-dir``, ``$NGF_DATA_DIR/<name>/``
+(several folders may be given, separated by ``os.pathsep``), ``/usr/share/datasets/<name>/``,
+ngf's cache (``$NGF_CACHE_DIR`` or ``~/.cache/ngf``), and then the Hub through
+``datasets``, converted once to IDX files in the cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+from typing import NamedTuple
+from urllib.parse import urlparse
+
+import numpy as np
+
+from ngf.core.errors import NgfError
+from ngf.core.idx import read_idx, write_idx
+
+SPLIT_FILES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+SYSTEM_DIR = Path("/usr/share/datasets")
+HUB_TIMEOUT_S = 3.0
+
+
+class DataSplits(NamedTuple):
+    """Images as uint8 [N, H, W, C] and integer labels, for training and testing."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    n_classes: int
+
+    @property
+    def input_shape(self) -> tuple:
+        """Shape of one example."""
+        return tuple(self.x_train.shape[1:])
+
+
+def cache_dir() -> Path:
+    """Where Hub downloads are cached as IDX files."""
+    return Path(os.environ.get("NGF_CACHE_DIR") or Path.home() / ".cache" / "ngf") / "datasets"
+
+
+def _idx_file(folder: Path, stem: str) -> Path | None:
+    for candidate in (folder / f"{stem}.gz", folder / stem):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _has_any(folder: Path) -> bool:
+    return folder.is_dir() and any(_idx_file(folder, stem) for stem in SPLIT_FILES.values())
+
+
+def read_idx_folder(folder: Path, n_classes: int) -> DataSplits:
+    """Read the four IDX files of a folder; a missing or corrupt one is named."""
+    arrays = {}
+    for key, stem in SPLIT_FILES.items():
+        path = _idx_file(folder, stem)
+        if path is None:
+            raise NgfError(f"missing file {folder / (stem + '.gz')} (a dataset folder holds "
+                           f"{', '.join(s + '.gz' for s in SPLIT_FILES.values())})")
+        arrays[key] = read_idx(path)
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.ndim == 3:
+            arrays[f"x_{split}"] = x = x[..., None]
+        if x.ndim != 4 or y.ndim != 1 or len(x) != len(y):
+            raise NgfError(f"dataset in {folder}: {split} images {x.shape} and labels {y.shape} do not match")
+        if y.size and (y.min() < 0 or y.max() >= n_classes):
+            raise NgfError(f"dataset in {folder}: {split} labels must lie in [0, {n_classes})")
+    return DataSplits(arrays["x_train"], arrays["y_train"].astype(np.int32),
+                      arrays["x_test"], arrays["y_test"].astype(np.int32), n_classes)
+
+
+def search_path(name: str) -> list[Path]:
+    """The folders searched for ``name`` after ``--data-dir``, in order."""
+    env = [Path(p) / name for p in os.environ.get("NGF_DATA_DIR", "").split(os.pathsep) if p]
+    return env + [SYSTEM_DIR / name, cache_dir() / name]
+
+
+def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
+    """Whether the Hugging Face Hub answers within ``timeout`` seconds (offline mode: no)."""
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _images_to_array(column) -> np.ndarray:
+    images = np.stack([np.asarray(img, dtype=np.uint8) for img in column])
+    return images if images.ndim == 4 else images[..., None]
+
+
+def download_from_hub(hub_id: str, target: Path) -> None:
+    """Fetch ``hub_id`` with ``datasets`` and write it to ``target`` as IDX files.
+
+    ``hub_id`` may be a Hub repository or a local folder that ``datasets`` can load.
+    The folder appears whole or not at all.
+    """
+    import datasets  # heavy import, only when the Hub is needed
+
+    if not Path(hub_id).exists() and not hub_reachable():
+        raise ConnectionError("the Hugging Face Hub is unreachable")
+    loaded = datasets.load_dataset(hub_id)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    try:
+        for split, prefix in (("train", "train"), ("test", "t10k")):
+            table = loaded[split]
+            image_key = "image" if "image" in table.column_names else table.column_names[0]
+            write_idx(staging / f"{prefix}-images-idx3-ubyte.gz", _images_to_array(table[image_key]))
+            labels = np.asarray(table["label"], dtype=np.uint8)
+            write_idx(staging / f"{prefix}-labels-idx1-ubyte.gz", labels)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class IdxDataset:
+    """A dataset of four IDX files, found on the search path or fetched from the Hub."""
+
+    name: str
+    hub_id: str | None = None
+    n_classes: int = 10
+
+    def __call__(self, data_dir=None) -> DataSplits:
+        """Load the dataset, looking in ``data_dir`` first (the folder itself or ``<data_dir>/<name>``)."""
+        if data_dir is not None:
+            data_dir = Path(data_dir)
+            for folder in (data_dir, data_dir / self.name):
+                if _has_any(folder):
+                    return read_idx_folder(folder, self.n_classes)
+            raise NgfError(f"no IDX files for dataset {self.name!r} in {data_dir} or {data_dir / self.name}")
+        folders = search_path(self.name)
+        for folder in folders:
+            if _has_any(folder):
+                return read_idx_folder(folder, self.n_classes)
+        return self._from_hub(folders)
+
+    def _from_hub(self, searched: list[Path]) -> DataSplits:
+        looked = ", ".join(str(f) for f in searched)
+        how = (f"put the four IDX .gz files in a folder and pass --data-dir, or set NGF_DATA_DIR "
+               f"to the folder that holds {self.name}/")
+        if self.hub_id is None:
+            raise NgfError(f"dataset {self.name!r} not found (looked in {looked}); {how}")
+        target = cache_dir() / self.name
+        try:
+            download_from_hub(self.hub_id, target)
+        except Exception as exc:
+            raise NgfError(f"dataset {self.name!r} not found locally (looked in {looked}) and "
+                           f"could not be fetched from {self.hub_id!r} ({exc}); {how}") from None
+        return read_idx_folder(target, self.n_classes)

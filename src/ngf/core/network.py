@@ -1,0 +1,117 @@
+"""A functional view of an NNX model as a sequence of layers (DESIGN.md §2).
+
+Layer l maps its input z^{l-1} to a pre-activation h^l = a_l(θ_l, z^{l-1}) and an
+output z^l = f_l(h^l). The map a_l is whatever the layer module's ``__call__`` does
+(dense, convolution, a residual block...); f_l is its ``activation`` attribute, which
+may be any differentiable function (pooling included). Every learning rule is written
+with the three vector–Jacobian products below, so it works for every layer type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+Params = tuple  # one nnx.State of parameters per layer
+
+
+class LayerTrace(NamedTuple):
+    """What the forward pass recorded for one layer."""
+
+    inputs: jax.Array  # z^{l-1}
+    pre: jax.Array  # h^l
+    out: jax.Array  # z^l = f_l(h^l)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Network:
+    """Pure functions over per-layer parameters of a model with a ``layers`` list."""
+
+    graphdefs: tuple
+    rests: tuple  # non-parameter state of each layer (usually empty)
+    activations: tuple
+
+    @classmethod
+    def from_model(cls, model: nnx.Module) -> tuple["Network", Params]:
+        """Split ``model`` into a static ``Network`` and its per-layer parameters."""
+        layers = getattr(model, "layers", None)
+        if layers is None or len(layers) == 0:
+            raise TypeError("an ngf model needs a non-empty `layers` sequence of NNX modules")
+        graphdefs, params, rests, acts = [], [], [], []
+        for layer in layers:
+            graphdef, theta, rest = nnx.split(layer, nnx.Param, ...)
+            graphdefs.append(graphdef)
+            params.append(theta)
+            rests.append(rest)
+            acts.append(getattr(layer, "activation", None) or identity)
+        return cls(tuple(graphdefs), tuple(rests), tuple(acts)), tuple(params)
+
+    @property
+    def depth(self) -> int:
+        """Number of layers L."""
+        return len(self.graphdefs)
+
+    def pre_activation(self, l: int, theta: Any, z: jax.Array) -> jax.Array:
+        """h^l = a_l(θ, z): layer l's own map, with whatever parameters θ are given."""
+        return nnx.merge(self.graphdefs[l], theta, self.rests[l])(z)
+
+    def forward(self, params: Params, x: jax.Array) -> tuple[jax.Array, tuple[LayerTrace, ...]]:
+        """Run the network; return the logits h^L and the per-layer trace."""
+        trace, z = [], x
+        for l in range(self.depth):
+            h = self.pre_activation(l, params[l], z)
+            out = self.activations[l](h)
+            trace.append(LayerTrace(z, h, out))
+            z = out
+        return trace[-1].pre, tuple(trace)
+
+    def logits(self, params: Params, x: jax.Array) -> jax.Array:
+        """The logits h^L only."""
+        return self.forward(params, x)[0]
+
+    def input_vjp(self, l: int, theta: Any, z: jax.Array, delta: jax.Array) -> jax.Array:
+        """J_l^T(θ, δ): vector–Jacobian product of a_l w.r.t. its input, at z, with θ (§2)."""
+        _, pullback = jax.vjp(lambda inp: self.pre_activation(l, theta, inp), z)
+        return pullback(delta)[0]
+
+    def param_vjp(self, l: int, theta: Any, z: jax.Array, delta: jax.Array) -> Any:
+        """∇θ_l = vjp_θ a_l(θ_l, z^{l-1})(δ^l): the local update of layer l (§2)."""
+        _, pullback = jax.vjp(lambda th: self.pre_activation(l, th, z), theta)
+        return pullback(delta)[0]
+
+    def activation_vjp(self, l: int, h: jax.Array, v: jax.Array) -> jax.Array:
+        """f_l'(h) ⊙ v, or the general vector–Jacobian product of f_l at h."""
+        _, pullback = jax.vjp(self.activations[l], h)
+        return pullback(v)[0]
+
+    def to_model(self, params: Params) -> list:
+        """Rebuild the layer modules from parameters (for inspection or export)."""
+        return [nnx.merge(g, p, r) for g, p, r in zip(self.graphdefs, params, self.rests)]
+
+
+def identity(x: jax.Array) -> jax.Array:
+    """The identity activation (used for the output layer's logits)."""
+    return x
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Per-example cross-entropy of softmax(logits) against integer labels."""
+    logp = jax.nn.log_softmax(logits)
+    return -jnp.take_along_axis(logp, labels[:, None], axis=-1)[:, 0]
+
+
+def output_error(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Per-example e = ∂CE/∂h^L = softmax(h^L) − onehot(y)."""
+    return jax.nn.softmax(logits) - jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
+
+
+def updates_from_deltas(net: Network, params: Params, trace, deltas) -> Params:
+    """Per-layer updates from per-example signals δ^l, averaged over the batch (§2)."""
+    batch = trace[0].inputs.shape[0]
+    return tuple(
+        net.param_vjp(l, params[l], trace[l].inputs, deltas[l] / batch) for l in range(net.depth)
+    )

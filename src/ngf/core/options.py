@@ -1,0 +1,104 @@
+"""Hyperparameters: read them off a factory's signature and parse ``NAME=VALUE`` strings."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+from typing import Any, Callable
+
+from ngf.core.errors import NgfError
+
+_TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
+MODEL_POSITIONAL = ("input_shape", "n_classes", "rngs")
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One keyword hyperparameter of a factory."""
+
+    name: str
+    default: Any
+    help: str = ""
+
+
+def _arg_docs(factory: Callable) -> dict[str, str]:
+    """Descriptions from the ``Args:`` section of a Google-style docstring."""
+    doc = inspect.getdoc(factory) or ""
+    found, section = {}, False
+    for line in doc.splitlines():
+        if line.strip() in ("Args:", "Arguments:"):
+            section = True
+        elif section:
+            match = re.match(r"\s+(\w+)(?: \(.*?\))?:\s*(.*)", line)
+            if match:
+                found[match.group(1)] = match.group(2)
+            elif line and not line.startswith(" "):
+                section = False
+    return found
+
+
+def factory_options(factory: Callable, skip=MODEL_POSITIONAL) -> list[Option]:
+    """The hyperparameters of ``factory``: keyword parameters with defaults."""
+    docs = _arg_docs(factory)
+    return [
+        Option(p.name, p.default, docs.get(p.name, ""))
+        for p in inspect.signature(factory).parameters.values()
+        if p.name not in skip and p.default is not inspect.Parameter.empty
+    ]
+
+
+def parse_assignments(items, flag: str) -> dict[str, str]:
+    """Turn ``["a=1", "b=x"]`` into ``{"a": "1", "b": "x"}``."""
+    out = {}
+    for item in items or ():
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise NgfError(f"{flag} expects NAME=VALUE, got {item!r}")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def _coerce_scalar(text: str, like: Any, label: str):
+    if isinstance(like, bool):
+        if text.lower() in _TRUE | _FALSE:
+            return text.lower() in _TRUE
+        raise NgfError(f"{label} expects true or false, got {text!r}")
+    for kind in (int, float):
+        if isinstance(like, kind):
+            try:
+                return kind(text)
+            except ValueError:
+                raise NgfError(f"{label} expects {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+    if like is None:  # no default type to follow: a number if it looks like one
+        for kind in (int, float):
+            try:
+                return kind(text)
+            except ValueError:
+                pass
+    return text
+
+
+def coerce(text: Any, default: Any, label: str):
+    """Convert ``text`` to the type of ``default``; tuples are comma-separated."""
+    if not isinstance(text, str):
+        return text
+    if isinstance(default, (tuple, list)):
+        like = default[0] if default else None
+        parts = [p for p in text.replace(" ", "").split(",") if p]
+        if not parts:
+            raise NgfError(f"{label} expects a comma-separated list, got {text!r}")
+        return tuple(_coerce_scalar(p, like, label) for p in parts)
+    return _coerce_scalar(text, default, label)
+
+
+def bind_options(kind: str, name: str, factory: Callable, given: dict, skip=MODEL_POSITIONAL) -> dict:
+    """Check ``given`` against ``factory``'s hyperparameters and convert their types."""
+    options = {o.name: o for o in factory_options(factory, skip)}
+    bound = {}
+    for key, value in given.items():
+        if key not in options:
+            valid = ", ".join(options) or "(none)"
+            raise NgfError(f"unknown option {key!r} for {kind} {name!r}; valid options: {valid}")
+        bound[key] = coerce(value, options[key].default, f"{kind} option {key}")
+    return bound

@@ -1,0 +1,51 @@
+"""Layer modules. A layer's ``__call__`` is its map a_l; ``activation`` is its f_l."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from ngf.core.errors import unknown_name
+from ngf.core.network import identity
+
+ACTIVATIONS = {
+    "tanh": jnp.tanh,
+    "relu": jax.nn.relu,
+    "sigmoid": jax.nn.sigmoid,
+    "gelu": jax.nn.gelu,
+    "elu": jax.nn.elu,
+    "leaky_relu": jax.nn.leaky_relu,
+    "softplus": jax.nn.softplus,
+    "identity": identity,
+}
+
+
+def activation_by_name(name: str):
+    """Look an activation function up by name."""
+    if name not in ACTIVATIONS:
+        raise unknown_name("activation", name, ACTIVATIONS)
+    return ACTIVATIONS[name]
+
+
+class Dense(nnx.Module):
+    """A dense layer on the flattened input: h = W·flatten(z) + b."""
+
+    def __init__(self, in_features: int, out_features: int, activation=identity, *, rngs: nnx.Rngs):
+        self.linear = nnx.Linear(in_features, out_features, rngs=rngs)
+        self.activation = activation
+
+    def __call__(self, z: jax.Array) -> jax.Array:
+        return self.linear(z.reshape(z.shape[0], -1))
+
+
+class Sequential(nnx.Module):
+    """A stack of layers; ``model(x)`` applies each layer's map and activation in turn."""
+
+    def __init__(self, layers):
+        self.layers = nnx.List(layers)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for layer in self.layers:
+            x = layer.activation(layer(x))
+        return x

@@ -1,0 +1,8 @@
+"""Built-in plugins: rules, models and datasets registered through ngf's own hooks."""
+
+BUILTIN_PLUGINS = (
+    "ngf.plugins.bp",
+    "ngf.plugins.lra",
+    "ngf.plugins.models",
+    "ngf.plugins.datasets",
+)

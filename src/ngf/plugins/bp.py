@@ -1,0 +1,25 @@
+"""Backpropagation (``bp``): the exact gradient, written as a learning rule (DESIGN.md §3)."""
+
+from ngf.core.feedback import propagate_errors
+from ngf.core.hookspecs import hookimpl
+from ngf.core.network import output_error, updates_from_deltas
+from ngf.core.rule import LearningRule, stateless_init
+
+
+def bp() -> LearningRule:
+    """Backpropagation: δ^L = e, δ^{l-1} = f'(h^{l-1}) ⊙ J_l^T(θ_l, δ^l). No hyperparameters."""
+
+    def compute_targets(net, params, trace, labels, state):
+        e = output_error(trace[-1].pre, labels)
+        return propagate_errors(net, params, trace, e), state
+
+    def local_update(net, params, trace, deltas, state):
+        return updates_from_deltas(net, params, trace, deltas), state
+
+    return LearningRule(stateless_init, compute_targets, local_update)
+
+
+@hookimpl
+def ngf_register_rules():
+    """Register ``bp``."""
+    return {"bp": bp}

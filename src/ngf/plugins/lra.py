@@ -1,0 +1,70 @@
+"""Local Representation Alignment (``lra``), Ororbia et al. 2018 (DESIGN.md §3)."""
+
+from typing import NamedTuple
+
+import jax
+
+from ngf.core.feedback import check_distribution, layer_feedback
+from ngf.core.hookspecs import hookimpl
+from ngf.core.network import output_error, updates_from_deltas
+from ngf.core.rule import LearningRule
+
+
+class LRAState(NamedTuple):
+    """Error-feedback weights E_l, one per layer l ≥ 2 (None for the first layer)."""
+
+    feedback: tuple
+
+
+def lra(
+    beta: float = 0.1,
+    gamma: float = 1.0,
+    learn_e: bool = False,
+    e_scale: float = 1.0,
+    e_dist: str = "normal",
+    e_lr: float = 1e-3,
+) -> LearningRule:
+    """Local representation alignment.
+
+    Args:
+      beta: β, the step from h^{l-1} toward the fed-back error (reference code: 0.1).
+      gamma: γ in the LRA-E update E_l ← E_l − γ·η·ΔW_l (reference code: 1).
+      learn_e: move E with the forward updates (LRA-E); E stays fixed when False.
+      e_scale: E's initial scale, in units of Glorot's standard deviation.
+      e_dist: E's initial distribution, ``normal`` or ``uniform``.
+      e_lr: η in the LRA-E update (the reference learning rate, 1e-3).
+    """
+    check_distribution(e_dist)
+
+    def init(key, net, params):
+        return LRAState(layer_feedback(key, params, e_scale, e_dist))
+
+    def compute_targets(net, params, trace, labels, state):
+        deltas = [output_error(trace[-1].pre, labels)]  # δ^L = e
+        for l in range(net.depth - 1, 0, -1):
+            below = trace[l - 1]
+            # h̃^{l-1} = h^{l-1} − β · J_l^T(E_l, δ^l)
+            h_target = below.pre - beta * net.input_vjp(l, state.feedback[l], trace[l].inputs, deltas[-1])
+            y = net.activations[l - 1](h_target)  # y^{l-1} = f_{l-1}(h̃^{l-1})
+            # δ^{l-1} = ∂(½‖z − y‖²)/∂h^{l-1} = f'(h^{l-1}) ⊙ (z^{l-1} − y^{l-1})
+            deltas.append(net.activation_vjp(l - 1, below.pre, below.out - y))
+        return tuple(reversed(deltas)), state
+
+    def local_update(net, params, trace, deltas, state):
+        updates = updates_from_deltas(net, params, trace, deltas)
+        if not learn_e:
+            return updates, state
+        # LRA-E: E_l ← E_l − γ·η·ΔW_l, for every layer that has an E.
+        feedback = tuple(
+            None if e is None else jax.tree.map(lambda e_, u: e_ - gamma * e_lr * u, e, upd)
+            for e, upd in zip(state.feedback, updates)
+        )
+        return updates, LRAState(feedback)
+
+    return LearningRule(init, compute_targets, local_update)
+
+
+@hookimpl
+def ngf_register_rules():
+    """Register ``lra``."""
+    return {"lra": lra}

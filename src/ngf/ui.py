@@ -1,0 +1,108 @@
+"""What the CLI shows: progress, per-epoch lines, result and listing tables (rich)."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ngf.core.api import Callbacks, RunConfig, run
+from ngf.core.options import factory_options, parse_assignments
+from ngf.core.registry import Registry, load_registry
+
+SKIP = {"rule": (), "model": ("input_shape", "n_classes", "rngs"), "dataset": ()}
+
+
+def make_console() -> Console:
+    """The one console ngf writes to (stderr for errors and progress goes there too)."""
+    return Console(stderr=False, highlight=False)
+
+
+def load_and_report(console: Console) -> Registry:
+    """Load the plugins; print one line per plugin that failed."""
+    registry = load_registry()
+    for problem in registry.problems:
+        Console(stderr=True).print(f"[yellow]warning:[/] {problem}", highlight=False, soft_wrap=True)
+    return registry
+
+
+class RichCallbacks(Callbacks):
+    """A progress bar over each epoch's steps and a line per epoch."""
+
+    def __init__(self, console: Console, epochs: int, quiet: bool):
+        self.console, self.epochs, self.quiet = console, epochs, quiet
+        self.wants_progress = not quiet and console.is_terminal
+        self.progress = None
+
+    def on_start(self, info: dict) -> None:
+        if not self.quiet:
+            self.console.print(f"[bold]ngf[/] {info['rule']} on {info['model']} / {info['dataset']}: "
+                               f"{info['steps_per_epoch']} steps per epoch, {info['device']}")
+
+    def on_progress(self, done: int, total: int) -> None:
+        if self.progress is None:
+            self.progress = Progress(TextColumn("epoch"), BarColumn(), MofNCompleteColumn(),
+                                     TimeElapsedColumn(), console=self.console, transient=True)
+            self.progress.start()
+            self.task = self.progress.add_task("train", total=total)
+        self.progress.update(self.task, completed=done)
+
+    def on_epoch(self, record: dict) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+        if not self.quiet:
+            self.console.print(
+                f"epoch {record['epoch']:>3}/{self.epochs}  train loss {record['train_loss']:.4f} "
+                f"acc {record['train_accuracy']:.4f}  test loss {record['test_loss']:.4f} "
+                f"acc {record['test_accuracy']:.4f}  {record['seconds']:.1f}s")
+
+
+def results_table(summary: dict) -> Table:
+    """The final results table of a run."""
+    table = Table(title=f"{summary['rule']} · {summary['model']} · {summary['dataset']}")
+    for column in ("split", "accuracy", "loss"):
+        table.add_column(column)
+    for split in ("train", "test"):
+        table.add_row(split, f"{summary[f'{split}_accuracy']:.4f}", f"{summary[f'{split}_loss']:.4f}")
+    seconds = summary["epoch_seconds"]
+    table.caption = (f"{summary['epochs']} epochs, {sum(seconds) / len(seconds):.2f} s/epoch, "
+                     f"{summary['wall_seconds']:.1f} s in all")
+    return table
+
+
+def run_command(args, registry: Registry, console: Console) -> dict:
+    """``ngf run``: build the config from the arguments, train, show the results."""
+    config = RunConfig(
+        rule=args.rule, model=args.model, dataset=args.dataset, data_dir=args.data_dir,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
+        seed=args.seed, out=args.out, overwrite=args.overwrite, steps_per_call=args.steps_per_call,
+        rule_opts=parse_assignments(args.rule_opt, "--rule-opt"),
+        model_opts=parse_assignments(args.model_opt, "--model-opt"))
+    summary = run(config, registry=registry, callbacks=RichCallbacks(console, args.epochs, args.quiet))
+    console.print(results_table(summary))
+    if args.out:
+        console.print(f"wrote {args.out}/summary.json and {args.out}/metrics.jsonl")
+    return summary
+
+
+def _format_options(factory, kind: str) -> str:
+    options = factory_options(factory, SKIP[kind])
+    return "\n".join(f"{o.name}={o.default!r}" + (f"  {o.help}" if o.help else "") for o in options)
+
+
+def list_command(kind: str, registry: Registry, console: Console) -> None:
+    """``ngf rules`` / ``ngf models`` / ``ngf datasets``: what is registered, by whom."""
+    table = Table(title=f"registered {kind}s", show_lines=True)
+    for column in ("name", "plugin", "options (defaults)"):
+        table.add_column(column, overflow="fold")
+    for name, entry in sorted(registry.table(kind).items()):
+        options = "" if kind == "dataset" else _format_options(entry.factory, kind)
+        table.add_row(name, entry.plugin, options)
+    console.print(table)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use the `ngf` command")
