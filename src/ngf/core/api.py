@@ -160,7 +160,7 @@ def run(config: RunConfig | None = None, *, rule: LearningRule | None = None, mo
 
 def _train(config, rule, model, data: DataSplits, out, names: dict, callbacks: Callbacks) -> dict:
     started = time.perf_counter()
-    net, params = Network.from_model(model)
+    net, params = Network.from_model(model, data.input_shape)
     x_train, y_train = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
     x_test, y_test = jnp.asarray(data.x_test), jnp.asarray(data.y_test)
     n_steps = len(data.x_train) // config.batch_size

@@ -34,10 +34,14 @@ class Network:
     graphdefs: tuple
     rests: tuple  # non-parameter state of each layer (usually empty)
     activations: tuple
+    input_shape: tuple | None = None  # shape of one example, when known
 
     @classmethod
-    def from_model(cls, model: nnx.Module) -> tuple["Network", Params]:
-        """Split ``model`` into a static ``Network`` and its per-layer parameters."""
+    def from_model(cls, model: nnx.Module, input_shape: tuple | None = None) -> tuple["Network", Params]:
+        """Split ``model`` into a static ``Network`` and its per-layer parameters.
+
+        ``input_shape`` (one example's shape) lets rules size state by the trace.
+        """
         layers = getattr(model, "layers", None)
         if layers is None or len(layers) == 0:
             raise TypeError("an ngf model needs a non-empty `layers` sequence of NNX modules")
@@ -48,7 +52,7 @@ class Network:
             params.append(theta)
             rests.append(rest)
             acts.append(getattr(layer, "activation", None) or identity)
-        return cls(tuple(graphdefs), tuple(rests), tuple(acts)), tuple(params)
+        return cls(tuple(graphdefs), tuple(rests), tuple(acts), input_shape), tuple(params)
 
     @property
     def depth(self) -> int:
@@ -68,6 +72,13 @@ class Network:
             trace.append(LayerTrace(z, h, out))
             z = out
         return trace[-1].pre, tuple(trace)
+
+    def trace_shapes(self, params: Params, batch: int = 1):
+        """Shapes and dtypes of the trace for a batch (needs ``input_shape``)."""
+        if self.input_shape is None:
+            raise ValueError("this Network was built without input_shape")
+        x = jax.ShapeDtypeStruct((batch,) + tuple(self.input_shape), jnp.float32)
+        return jax.eval_shape(lambda p, inp: self.forward(p, inp)[1], params, x)
 
     def logits(self, params: Params, x: jax.Array) -> jax.Array:
         """The logits h^L only."""
