@@ -3,6 +3,8 @@
 BUILTIN_PLUGINS = (
     "ngf.plugins.bp",
     "ngf.plugins.lra",
+    "ngf.plugins.fa",
+    "ngf.plugins.dfa",
     "ngf.plugins.models",
     "ngf.plugins.datasets",
 )

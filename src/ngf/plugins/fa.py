@@ -1,0 +1,43 @@
+"""Feedback Alignment (``fa``), Lillicrap et al. 2016 (DESIGN.md §3)."""
+
+from typing import NamedTuple
+
+from ngf.core.feedback import check_distribution, layer_feedback, propagate_errors
+from ngf.core.hookspecs import hookimpl
+from ngf.core.network import output_error, updates_from_deltas
+from ngf.core.rule import LearningRule
+
+
+class FAState(NamedTuple):
+    """Fixed random feedback weights B_l of θ_l's shape, one per layer l ≥ 2 (None for the first)."""
+
+    feedback: tuple
+
+
+def fa(scale: float = 1.0, dist: str = "normal") -> LearningRule:
+    """Feedback alignment: backprop's walk down the network with fixed random weights.
+
+    Args:
+      scale: B's scale, in units of Glorot's standard deviation for θ_l's shape.
+      dist: B's distribution, ``normal`` or ``uniform`` (same standard deviation).
+    """
+    check_distribution(dist)
+
+    def init(key, net, params):
+        return FAState(layer_feedback(key, params, scale, dist))
+
+    def compute_targets(net, params, trace, labels, state):
+        e = output_error(trace[-1].pre, labels)  # δ^L = e
+        # δ^{l-1} = f'(h^{l-1}) ⊙ J_l^T(B_l, δ^l): no forward weight is read on the way down
+        return propagate_errors(net, state.feedback, trace, e), state
+
+    def local_update(net, params, trace, deltas, state):
+        return updates_from_deltas(net, params, trace, deltas), state
+
+    return LearningRule(init, compute_targets, local_update)
+
+
+@hookimpl
+def ngf_register_rules():
+    """Register ``fa``."""
+    return {"fa": fa}
