@@ -32,18 +32,30 @@ OPTIMIZERS: dict[str, Callable[[float], optax.GradientTransformation]] = {
 }
 
 
+SCHEDULES = ("constant", "cosine")
+
+
+def make_optimizer(config: "RunConfig", steps_per_epoch: int) -> optax.GradientTransformation:
+    """The optax optimiser for a run, with its learning-rate schedule."""
+    lr = config.lr
+    if config.schedule == "cosine":  # decays from lr to 0 over the whole run
+        lr = optax.cosine_decay_schedule(config.lr, config.epochs * steps_per_epoch)
+    return OPTIMIZERS[config.optimizer](lr)
+
+
 @dataclasses.dataclass
 class RunConfig:
     """Every option of a run; names refer to registered rules, models and datasets."""
 
-    rule: str = "lra"
-    model: str = "mlp"
-    dataset: str = "mnist"
+    rule: Any = "lra"  # a registered name or a LearningRule
+    model: Any = "mlp"  # a registered name, an NNX module or a model factory
+    dataset: Any = "mnist"  # a registered name or a DataSplits
     data_dir: str | None = None
     epochs: int = 5
     batch_size: int = 64
     lr: float = 1e-3
     optimizer: str = "adam"
+    schedule: str = "cosine"
     seed: int = 0
     out: str | None = None
     overwrite: bool = False
@@ -61,6 +73,8 @@ class RunConfig:
             raise NgfError(f"lr must be a positive number, got {self.lr!r}")
         if self.steps_per_call is not None and self.steps_per_call < 1:
             raise NgfError(f"steps-per-call must be a positive integer, got {self.steps_per_call!r}")
+        if self.schedule not in SCHEDULES:
+            raise unknown_name("schedule", self.schedule, SCHEDULES)
         if self.optimizer not in OPTIMIZERS:
             raise unknown_name("optimizer", self.optimizer, OPTIMIZERS)
 
@@ -80,29 +94,29 @@ class Callbacks:
     wants_progress = False
 
 
-def _resolve_rule(config: RunConfig, rule, registry: Registry) -> tuple[LearningRule, str]:
-    if rule is not None:
-        return rule, getattr(rule, "name", "custom")
+def _resolve_rule(config: RunConfig, registry: Registry) -> tuple[LearningRule, str]:
+    if not isinstance(config.rule, str):  # a LearningRule object
+        return config.rule, getattr(config.rule, "name", "custom")
     entry = registry.get("rule", config.rule)
     opts = bind_options("rule", config.rule, entry.factory, config.rule_opts, skip=())
     return entry.factory(**opts), config.rule
 
 
-def _resolve_data(config: RunConfig, dataset, registry: Registry) -> tuple[DataSplits, str]:
-    if dataset is not None:
-        return dataset, "custom"
+def _resolve_data(config: RunConfig, registry: Registry) -> tuple[DataSplits, str]:
+    if isinstance(config.dataset, DataSplits):
+        return config.dataset, "custom"
     return registry.get("dataset", config.dataset).factory(config.data_dir), config.dataset
 
 
-def _resolve_model(config: RunConfig, model, data: DataSplits, registry: Registry):
+def _resolve_model(config: RunConfig, data: DataSplits, registry: Registry):
+    model, rngs = config.model, nnx.Rngs(config.seed)
     if isinstance(model, nnx.Module):
         return model, type(model).__name__
-    rngs = nnx.Rngs(config.seed)
-    if callable(model):
+    if not isinstance(model, str):  # a factory(input_shape, n_classes, *, rngs)
         return model(data.input_shape, data.n_classes, rngs=rngs), getattr(model, "__name__", "custom")
-    entry = registry.get("model", config.model)
-    opts = bind_options("model", config.model, entry.factory, config.model_opts)
-    return entry.factory(data.input_shape, data.n_classes, rngs=rngs, **opts), config.model
+    entry = registry.get("model", model)
+    opts = bind_options("model", model, entry.factory, config.model_opts)
+    return entry.factory(data.input_shape, data.n_classes, rngs=rngs, **opts), model
 
 
 def _prepare_out(config: RunConfig) -> Path | None:
@@ -130,29 +144,29 @@ def write_json_atomic(path: Path, payload: Any) -> None:
 
 
 def _config_record(config: RunConfig, names: dict) -> dict:
-    record = dataclasses.asdict(config)
+    record = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
     record.update(names)
-    return record
+    return json.loads(json.dumps(record, default=str))
 
 
-def run(config: RunConfig | None = None, *, rule: LearningRule | None = None, model=None,
-        dataset: DataSplits | None = None, registry: Registry | None = None,
+def run(config: RunConfig | None = None, *, registry: Registry | None = None,
         callbacks: Callbacks | None = None, **overrides) -> dict:
     """Train and evaluate; return the summary that ``ngf run`` writes to ``summary.json``.
 
-    ``rule``, ``model`` (an NNX module or a factory) and ``dataset`` may be given as
-    objects; otherwise the names in ``config`` are looked up in the plugin registry.
-    Keyword ``overrides`` replace fields of ``config`` (e.g. ``epochs=3``).
+    Keyword ``overrides`` replace fields of ``config`` (e.g. ``epochs=3``). ``rule``,
+    ``model`` and ``dataset`` are registered names, or objects: a ``LearningRule``,
+    an NNX module or a factory ``(input_shape, n_classes, *, rngs) -> module``, and
+    a ``DataSplits``.
     """
     config = dataclasses.replace(config or RunConfig(), **overrides)
     config.validate()
     registry = registry or load_registry()
     callbacks = callbacks or Callbacks()
-    learning_rule, rule_name = _resolve_rule(config, rule, registry)
-    data, data_name = _resolve_data(config, dataset, registry)
+    learning_rule, rule_name = _resolve_rule(config, registry)
+    data, data_name = _resolve_data(config, registry)
     if config.batch_size > len(data.x_train):
         raise NgfError(f"batch-size {config.batch_size} is larger than the {len(data.x_train)} training examples")
-    net_model, model_name = _resolve_model(config, model, data, registry)
+    net_model, model_name = _resolve_model(config, data, registry)
     out = _prepare_out(config)
     names = {"rule": rule_name, "model": model_name, "dataset": data_name}
     return _train(config, learning_rule, net_model, data, out, names, callbacks)
@@ -165,7 +179,7 @@ def _train(config, rule, model, data: DataSplits, out, names: dict, callbacks: C
     x_test, y_test = jnp.asarray(data.x_test), jnp.asarray(data.y_test)
     n_steps = len(data.x_train) // config.batch_size
     per_call = config.steps_per_call or choose_steps_per_call(model, n_steps)
-    engine = Engine(net, rule, OPTIMIZERS[config.optimizer](config.lr), config.batch_size,
+    engine = Engine(net, rule, make_optimizer(config, n_steps), config.batch_size,
                     len(data.x_train), per_call)
     rule_key, data_key = jax.random.split(jax.random.key(config.seed))
     state = engine.init(rule_key, params)

@@ -46,7 +46,8 @@ def batch_metrics(logits: jax.Array, labels: jax.Array, weights=None) -> jax.Arr
                       jnp.sum(weights)])
 
 
-def make_train_step(net: Network, rule: LearningRule, optimizer: optax.GradientTransformation):
+def make_train_step(net: Network, rule: LearningRule, optimizer: optax.GradientTransformation,
+):
     """One training step: forward → compute_targets → local_update → optimiser."""
 
     def step(state: TrainState, x: jax.Array, y: jax.Array):
