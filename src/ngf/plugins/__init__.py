@@ -5,6 +5,7 @@ BUILTIN_PLUGINS = (
     "ngf.plugins.lra",
     "ngf.plugins.fa",
     "ngf.plugins.dfa",
+    "ngf.plugins.dtp",
     "ngf.plugins.models",
     "ngf.plugins.datasets",
 )

@@ -1,0 +1,152 @@
+"""Difference Target Propagation (``dtp``), Lee et al. 2015 (DESIGN.md §3).
+
+Each layer l with a hidden layer below it and one above it (0 < l < L-1 here,
+layers counted from 0) has a learned inverse from z^l back to z^{l-1}, built from
+the transpose of layer l's own map with learned weights ω_l (θ_l's shape):
+
+    g_l(v) = σ_{l-1}(J_l^T(ω_l, v) + c_l)
+
+so a dense layer's inverse is a dense layer and a convolution's is a transposed
+convolution, with no special case. J_l^T is taken at the layer's input z^{l-1}
+(for linear maps the point does not matter). Where an activation changes the
+shape (pooling), v first goes back through the vjp of f_l (unpooling) and the
+inverse's output stays linear, as σ_{l-1} cannot be applied to z^{l-1}'s shape.
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from ngf.core.feedback import check_distribution, random_like
+from ngf.core.hookspecs import hookimpl
+from ngf.core.network import output_error, updates_from_deltas
+from ngf.core.rule import LearningRule
+
+
+class Inverse(NamedTuple):
+    """The parameters of one learned inverse g_l."""
+
+    omega: object  # ω_l, shaped like θ_l
+    bias: jax.Array  # c_l, shaped like one example's z^{l-1}
+
+
+class DTPState(NamedTuple):
+    """Inverses (None where a layer has none), their optimiser state, and a noise key."""
+
+    inverses: tuple
+    opt_state: object
+    key: jax.Array
+
+
+def has_inverse(net, l: int) -> bool:
+    """Layers between two hidden layers carry an inverse (DESIGN §3: l ≥ 2, below the top)."""
+    return 0 < l < net.depth - 1
+
+
+def init_inverses(key, net, params, scale: float, dist: str) -> tuple:
+    """Random ω_l (θ_l's shape) and zero c_l (z^{l-1}'s shape) for each layer with an inverse."""
+    shapes = net.trace_shapes(params)
+    keys = jax.random.split(key, net.depth)
+    return tuple(
+        Inverse(random_like(keys[l], params[l], scale, dist),
+                jnp.zeros(shapes[l].inputs.shape[1:], shapes[l].inputs.dtype))
+        if has_inverse(net, l) else None
+        for l in range(net.depth))
+
+
+def inverse(net, l: int, inv: Inverse, trace, v: jax.Array, pre: jax.Array | None = None) -> jax.Array:
+    """g_l(ω_l, c_l, v) = σ_{l-1}(J_l^T(ω_l, v) + c_l), linearised at layer l's traced input."""
+    pre = trace[l].pre if pre is None else pre
+    if v.shape != pre.shape:  # f_l pooled: unpool through its vjp to reach h^l's shape
+        v = net.activation_vjp(l, pre, v)
+    back = net.input_vjp(l, inv.omega, trace[l].inputs, v) + inv.bias
+    below = trace[l - 1]
+    if below.pre.shape != below.out.shape:  # σ_{l-1} pools: it cannot take z^{l-1}'s shape
+        return back
+    return net.activations[l - 1](back)
+
+
+def reconstruction_loss(inv: Inverse, net, l: int, theta, trace, noise: jax.Array) -> jax.Array:
+    """½‖g_l(f_l(a_l(θ_l, z^{l-1}+ε))) − (z^{l-1}+ε)‖², summed over units, mean over the batch."""
+    corrupted = trace[l].inputs + noise
+    pre = net.pre_activation(l, theta, corrupted)
+    recon = inverse(net, l, inv, trace, net.activations[l](pre), pre)
+    return 0.5 * jnp.sum((recon - corrupted) ** 2) / corrupted.shape[0]
+
+
+def inverse_gradients(net, params, trace, inverses, key, noise: float) -> tuple:
+    """Gradients of each inverse's noisy reconstruction loss (None where there is no inverse)."""
+    keys = jax.random.split(key, net.depth)
+    grads = []
+    for l, inv in enumerate(inverses):
+        if inv is None:
+            grads.append(None)
+            continue
+        eps = noise * jax.random.normal(keys[l], trace[l].inputs.shape, trace[l].inputs.dtype)  # ε ~ N(0, σ²)
+        grads.append(jax.grad(reconstruction_loss)(inv, net, l, params[l], trace, eps))
+    return tuple(grads)
+
+
+def difference_targets(net, params, trace, labels, inverses, eta_hat: float) -> tuple:
+    """Targets ŷ^l for every hidden layer, top down (DESIGN §3)."""
+    top = net.depth - 2
+    e = output_error(trace[-1].pre, labels)
+    # ŷ^{L-1} = z^{L-1} − η̂ · ∂L/∂z^{L-1}, the per-example gradient through the output layer
+    targets = [trace[top].out - eta_hat * net.input_vjp(top + 1, params[top + 1], trace[top + 1].inputs, e)]
+    for l in range(top, 0, -1):
+        inv = inverses[l]
+        # ŷ^{l-1} = z^{l-1} + g_l(ŷ^l) − g_l(z^l): the difference correction
+        correction = inverse(net, l, inv, trace, targets[-1]) - inverse(net, l, inv, trace, trace[l].out)
+        targets.append(trace[l - 1].out + correction)
+    return tuple(reversed(targets))
+
+
+def dtp(
+    eta_hat: float = 0.1,
+    noise: float = 0.1,
+    inverse_lr: float = 1e-3,
+    inverse_scale: float = 1.0,
+    inverse_dist: str = "normal",
+) -> LearningRule:
+    """Difference target propagation with learned inverses.
+
+    Args:
+      eta_hat: η̂, the step of the top hidden target down the gradient: ŷ^{L-1} = z^{L-1} − η̂·∂L/∂z^{L-1}.
+      noise: σ of the Gaussian noise ε the inverses learn to undo.
+      inverse_lr: learning rate of the inverses' own Adam optimiser.
+      inverse_scale: ω's initial scale, in units of Glorot's standard deviation.
+      inverse_dist: ω's initial distribution, ``normal`` or ``uniform``.
+    """
+    check_distribution(inverse_dist)
+    optimizer = optax.adam(inverse_lr)
+
+    def init(key, net, params):
+        inv_key, noise_key = jax.random.split(key)
+        inverses = init_inverses(inv_key, net, params, inverse_scale, inverse_dist)
+        return DTPState(inverses, optimizer.init(inverses), noise_key)
+
+    def compute_targets(net, params, trace, labels, state):
+        e = output_error(trace[-1].pre, labels)
+        if net.depth == 1:
+            return (e,), state
+        targets = difference_targets(net, params, trace, labels, state.inverses, eta_hat)
+        # hidden loss ½‖z^l − ŷ^l‖²: δ^l = f'(h^l) ⊙ (z^l − ŷ^l); the output layer uses the task loss
+        deltas = tuple(net.activation_vjp(l, trace[l].pre, trace[l].out - y) for l, y in enumerate(targets))
+        return deltas + (e,), state
+
+    def local_update(net, params, trace, deltas, state):
+        key, step_key = jax.random.split(state.key)
+        grads = inverse_gradients(net, params, trace, state.inverses, step_key, noise)
+        changes, opt_state = optimizer.update(grads, state.opt_state, state.inverses)
+        inverses = optax.apply_updates(state.inverses, changes)
+        return updates_from_deltas(net, params, trace, deltas), DTPState(inverses, opt_state, key)
+
+    return LearningRule(init, compute_targets, local_update)
+
+
+@hookimpl
+def ngf_register_rules():
+    """Register ``dtp``."""
+    return {"dtp": dtp}
