@@ -7,5 +7,6 @@ BUILTIN_PLUGINS = (
     "ngf.plugins.dfa",
     "ngf.plugins.dtp",
     "ngf.plugins.models",
+    "ngf.plugins.resnet_plugin",
     "ngf.plugins.datasets",
 )

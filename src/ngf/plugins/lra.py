@@ -44,7 +44,10 @@ def lra(
         for l in range(net.depth - 1, 0, -1):
             below = trace[l - 1]
             # h̃^{l-1} = h^{l-1} − β · J_l^T(E_l, δ^l)
-            h_target = below.pre - beta * net.input_vjp(l, state.feedback[l], trace[l].inputs, deltas[-1])
+            back = net.input_vjp(l, state.feedback[l], trace[l].inputs, deltas[-1])
+            if back.shape != below.pre.shape:  # f_{l-1} pools: unpool through its vjp to reach h^{l-1}'s shape
+                back = net.activation_vjp(l - 1, below.pre, back)
+            h_target = below.pre - beta * back
             y = net.activations[l - 1](h_target)  # y^{l-1} = f_{l-1}(h̃^{l-1})
             # δ^{l-1} = ∂(½‖z − y‖²)/∂h^{l-1} = f'(h^{l-1}) ⊙ (z^{l-1} − y^{l-1})
             deltas.append(net.activation_vjp(l - 1, below.pre, below.out - y))

@@ -1,10 +1,11 @@
 """Built-in models, registered like any plugin's."""
 
 from ngf.core.hookspecs import hookimpl
-from ngf.models import mlp
+from ngf.models.cnn import cnn
+from ngf.models.mlp import mlp
 
 
 @hookimpl
 def ngf_register_models():
-    """Register ``mlp``."""
-    return {"mlp": mlp}
+    """Register ``mlp`` and ``cnn``."""
+    return {"mlp": mlp, "cnn": cnn}

@@ -1,0 +1,63 @@
+"""The convolutional network ``cnn``: LeNet-5 by default (LeCun et al. 1998)."""
+
+from __future__ import annotations
+
+from flax import nnx
+
+from ngf.core.errors import NgfError
+from ngf.models.conv import Conv, Pooled
+from ngf.models.layers import Dense, Sequential, activation_by_name
+
+
+def image_shape(input_shape) -> tuple[int, int, int]:
+    """(height, width, channels) of one example; a 2-D shape has one channel."""
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) == 2:
+        return shape + (1,)
+    if len(shape) != 3:
+        raise NgfError(f"convolutional models need [H, W] or [H, W, C] images, got shape {shape}")
+    return shape
+
+
+def _positive(name: str, values) -> tuple:
+    values = tuple(int(v) for v in values)
+    if any(v <= 0 for v in values):
+        raise NgfError(f"cnn {name} must be positive integers, got {values}")
+    return values
+
+
+def cnn(input_shape, n_classes: int, *, rngs: nnx.Rngs, channels: tuple = (6, 16),
+        widths: tuple = (120, 84), activation: str = "relu", kernel: int = 5, pool: int = 2) -> Sequential:
+    """A LeNet-style network: conv+pool stages, then dense layers.
+
+    The first convolution pads to keep the image size (LeNet-5's 32×32 input is
+    28×28 padded by 2); later ones do not. Each conv layer's activation is
+    ``max_pool(act(h))``; the first dense layer flattens.
+
+    Args:
+      channels: output channels of each conv+pool stage, e.g. ``6,16``.
+      widths: hidden dense layer widths, e.g. ``120,84``.
+      activation: hidden activation: relu, tanh, sigmoid, gelu, elu, leaky_relu, softplus.
+      kernel: convolution window size (square).
+      pool: max-pooling window and stride (1 turns pooling off).
+    """
+    channels, widths = _positive("channels", channels), _positive("widths", widths)
+    kernel, pool = _positive("kernel", (kernel,))[0], _positive("pool", (pool,))[0]
+    act = activation_by_name(activation)
+    height, width, depth = image_shape(input_shape)
+    layers = []
+    for i, out in enumerate(channels):
+        padding = "SAME" if i == 0 else "VALID"
+        if padding == "VALID":
+            height, width = height - kernel + 1, width - kernel + 1
+        height, width = height // pool, width // pool
+        if height < 1 or width < 1:
+            raise NgfError(f"cnn: input {tuple(input_shape)} is too small for {len(channels)} stages "
+                           f"of {kernel}×{kernel} convolution and {pool}×{pool} pooling")
+        layers.append(Conv(depth, out, kernel, Pooled(act, pool), padding=padding, rngs=rngs))
+        depth = out
+    sizes = (height * width * depth,) + widths
+    layers += [Dense(a, b, act, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])]
+    layers.append(Dense(sizes[-1], n_classes, rngs=rngs))
+    return Sequential(layers)
+

@@ -1,0 +1,82 @@
+"""The residual network ``resnet``: normalisation-free, sized for 28×28 images.
+
+A residual block is ONE layer whose map is a_l(θ, z) = skip(z) + α·branch(θ, z)
+(He et al. 2016, without batch normalisation). So J_l^T(B, δ) with substituted
+weights B is the skip path's transpose plus α times the branch's feedback, and
+every rule handles a block the way it handles any layer (DESIGN.md §2).
+"""
+
+from __future__ import annotations
+
+from flax import nnx
+
+from ngf.core.errors import NgfError
+from ngf.models.cnn import image_shape
+from ngf.models.conv import Conv, GlobalPooled, Pooled, as_images
+from ngf.models.layers import Dense, Sequential, activation_by_name
+
+
+class ResidualBlock(nnx.Module):
+    """h = skip(z) + α·conv₂(g(conv₁(z))): identity skip, or a 1×1 projection when shapes change."""
+
+    def __init__(self, in_channels: int, out_channels: int, activation, *, stride: int = 1,
+                 branch_scale: float = 1.0, rngs: nnx.Rngs):
+        self.conv1 = nnx.Conv(in_channels, out_channels, (3, 3), strides=stride, padding="SAME", rngs=rngs)
+        self.conv2 = nnx.Conv(out_channels, out_channels, (3, 3), padding="SAME", rngs=rngs)
+        project = None
+        if stride != 1 or in_channels != out_channels:
+            project = nnx.Conv(in_channels, out_channels, (1, 1), strides=stride, padding="SAME",
+                               use_bias=False, rngs=rngs)
+        self.project = nnx.data(project)
+        self.inner = activation  # g, inside the branch: part of the map a_l
+        self.activation = activation  # f_l, after the sum (replaced by pooling on the last block)
+        self.branch_scale = branch_scale
+
+    def skip(self, z):
+        """The shortcut: z itself, or its 1×1 projection."""
+        return z if self.project is None else self.project(z)
+
+    def __call__(self, z):
+        z = as_images(z)
+        # a_l(θ, z) = skip(z) + α·branch(θ, z)
+        return self.skip(z) + self.branch_scale * self.conv2(self.inner(self.conv1(z)))
+
+
+def _block_plan(widths, blocks) -> list[tuple[int, int]]:
+    """(width, stride) of each block: each stage after the first halves the image."""
+    widths, blocks = tuple(int(w) for w in widths), tuple(int(b) for b in blocks)
+    if len(blocks) == 1:
+        blocks = blocks * len(widths)
+    if not widths or len(blocks) != len(widths) or min(widths + blocks) < 1:
+        raise NgfError(f"resnet widths {widths} and blocks {blocks} must be positive, one per stage")
+    return [(w, 2 if s > 0 and b == 0 else 1) for s, (w, n) in enumerate(zip(widths, blocks)) for b in range(n)]
+
+
+def resnet(input_shape, n_classes: int, *, rngs: nnx.Rngs, stem: int = 16, widths: tuple = (16, 32),
+           blocks: tuple = (1, 1), activation: str = "relu", branch_scale: float = 1.0) -> Sequential:
+    """A small residual network: stem conv + pool, residual stages, global pooling, dense head.
+
+    Layers: stem 3×3 conv with ``max_pool(act(h))``; then one layer per residual
+    block; the last block's activation ends with global average pooling; then a
+    dense layer to the logits. Every stage after the first starts with stride 2.
+
+    Args:
+      stem: output channels of the stem convolution.
+      widths: channels of each stage, e.g. ``16,32,64``.
+      blocks: residual blocks per stage, e.g. ``2,2`` (one number applies to every stage).
+      activation: activation inside and after each block: relu, tanh, gelu, elu...
+      branch_scale: α in h = skip(z) + α·branch(z) (small values start near the identity).
+    """
+    act = activation_by_name(activation)
+    plan = _block_plan(widths, blocks)
+    height, width, depth = image_shape(input_shape)
+    if min(height, width) < 2:
+        raise NgfError(f"resnet needs images of at least 2×2, got {tuple(input_shape)}")
+    layers = [Conv(depth, int(stem), 3, Pooled(act, 2), rngs=rngs)]
+    depth = int(stem)
+    for out, stride in plan:
+        layers.append(ResidualBlock(depth, out, act, stride=stride, branch_scale=float(branch_scale), rngs=rngs))
+        depth = out
+    layers[-1].activation = GlobalPooled(act)
+    layers.append(Dense(depth, n_classes, rngs=rngs))
+    return Sequential(layers)

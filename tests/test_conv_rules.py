@@ -1,0 +1,176 @@
+"""Every registered rule on convolutional and residual models, and rule equations through a convolution.
+
+The equation tests build a convolution's dense matrix M(K) by applying it to basis
+vectors, so that J^T(K, δ) = M(K)ᵀδ and the kernel update is Σ_k (δ·M(E_k) z) E_k,
+and compare the rules' vjp-based signals and updates with that dense computation.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from ngf.core.data import DataSplits
+from ngf.core.engine import Engine, choose_steps_per_call
+from ngf.core.network import Network, output_error
+from ngf.core.registry import load_registry
+from ngf.models.cnn import cnn
+from ngf.models.conv import Conv, Pooled
+from ngf.models.layers import Dense, Sequential
+from ngf.models.mlp import mlp
+from ngf.models.resnet import resnet
+
+SHAPE, CLASSES, N_TRAIN, BATCH = (12, 12, 1), 3, 16, 8
+
+TINY_MODELS = {
+    "mlp": lambda rngs: mlp(SHAPE, CLASSES, rngs=rngs, widths=(8,)),
+    "cnn": lambda rngs: cnn(SHAPE, CLASSES, rngs=rngs, channels=(2, 3), widths=(8,), kernel=3),
+    "resnet": lambda rngs: resnet(SHAPE, CLASSES, rngs=rngs, stem=2, widths=(2, 3), blocks=(1,)),
+}
+REGISTRY = load_registry()
+RULES = sorted(REGISTRY.rules)
+
+
+def random_splits(seed: int = 0) -> DataSplits:
+    """Random uint8 images and labels, shaped like a tiny image dataset."""
+    rng = np.random.default_rng(seed)
+    images = lambda n: rng.integers(0, 256, (n,) + SHAPE, dtype=np.uint8)
+    labels = lambda n: rng.integers(0, CLASSES, n).astype(np.int32)
+    return DataSplits(images(N_TRAIN), labels(N_TRAIN), images(BATCH), labels(BATCH), CLASSES)
+
+
+def arr(variable) -> np.ndarray:
+    """The array inside an nnx variable (or an array itself)."""
+    return np.asarray(jax.tree.leaves(variable)[0])
+
+
+def shapes(tree):
+    return jax.tree.map(lambda a: (a.shape, a.dtype), tree)
+
+
+@pytest.mark.parametrize("model_name", sorted(TINY_MODELS))
+@pytest.mark.parametrize("rule_name", RULES)
+def test_every_rule_trains_every_model(rule_name, model_name):
+    """jit works, updates are shaped like the parameters, values stay finite, one compile."""
+    model = TINY_MODELS[model_name](nnx.Rngs(0))
+    net, params = Network.from_model(model, SHAPE)
+    rule = REGISTRY.get("rule", rule_name).factory()
+    data = random_splits()
+    state0 = rule.init(jax.random.key(1), net, params)
+    x = jnp.asarray(data.x_train[:BATCH], jnp.float32) / 255.0
+
+    def updates_of(p, s, inputs, y):
+        _, trace = net.forward(p, inputs)
+        signals, s = rule.compute_targets(net, p, trace, y, s)
+        return rule.local_update(net, p, trace, signals, s)[0]
+
+    assert shapes(jax.eval_shape(updates_of, params, state0, x, data.y_train[:BATCH])) == shapes(params)
+
+    engine = Engine(net, rule, optax.adam(1e-2), BATCH, N_TRAIN, choose_steps_per_call(model, N_TRAIN // BATCH))
+    state = engine.init(jax.random.key(1), params)
+    before = jax.tree.map(np.array, state.params)
+    for epoch in range(2):
+        state, metrics = engine.train_epoch(state, data.x_train, data.y_train, jax.random.key(epoch))
+    assert engine.train_call._cache_size() == 1
+    assert np.isfinite(metrics["train_loss"]) and np.isfinite(engine.evaluate(state.params, data.x_test, data.y_test)["loss"])
+    after = jax.tree.leaves(state.params)
+    assert all(np.all(np.isfinite(a)) for a in after)
+    assert any(not np.allclose(a, b) for a, b in zip(after, jax.tree.leaves(before))), "nothing was learned"
+
+
+# ---------------------------------------------------------------- equations through a convolution
+
+IMG = (6, 6, 2)
+
+
+def equation_net():
+    """conv(2→3, 3×3, SAME) + tanh → conv(3→2, 3×3, VALID) + max_pool(tanh) → dense → 3 logits."""
+    rngs = nnx.Rngs(3)
+    layers = [Conv(2, 3, 3, jnp.tanh, padding="SAME", rngs=rngs),
+              Conv(3, 2, 3, Pooled(jnp.tanh, 2), padding="VALID", rngs=rngs),
+              Dense(2 * 2 * 2, CLASSES, rngs=rngs)]
+    return Network.from_model(Sequential(layers), IMG)
+
+
+def conv_matrix(kernel, in_shape, padding):
+    """M(K): the dense matrix of a bias-free convolution, built column by column from basis images."""
+    n_in = int(np.prod(in_shape))
+    basis = jnp.eye(n_in, dtype=jnp.float32).reshape((n_in,) + in_shape)
+    out = jax.lax.conv_general_dilated(basis, kernel, (1, 1), padding,
+                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return np.asarray(out.reshape(n_in, -1)).T  # [n_out, n_in]
+
+
+def pool_dense(v):
+    """2×2 max pooling in numpy, and the 0/1 matrix P with pool(v) = P·flat(v) (one example)."""
+    h, w, c = v.shape
+    out, P = np.zeros((h // 2, w // 2, c)), np.zeros((h // 2 * w // 2 * c, h * w * c))
+    for i in range(h // 2):
+        for j in range(w // 2):
+            for k in range(c):
+                window = v[2 * i:2 * i + 2, 2 * j:2 * j + 2, k]
+                a, b = np.unravel_index(np.argmax(window), (2, 2))
+                out[i, j, k] = window[a, b]
+                P[np.ravel_multi_index((i, j, k), out.shape), np.ravel_multi_index((2 * i + a, 2 * j + b, k), v.shape)] = 1
+    return out, P
+
+
+def kernel_update(delta, z, kernel_shape, in_shape, padding):
+    """Σ_n δ_n · M(E_k) z_n / N for every basis kernel E_k: the dense form of vjp_θ conv."""
+    update = np.zeros(int(np.prod(kernel_shape)))
+    for k in range(update.size):
+        basis = np.zeros(update.size, np.float32)
+        basis[k] = 1
+        M = conv_matrix(jnp.asarray(basis.reshape(kernel_shape)), in_shape, padding)
+        update[k] = np.mean([d.ravel() @ M @ x.ravel() for d, x in zip(delta, z)])
+    return update.reshape(kernel_shape)
+
+
+def dense_signals(rule_name, trace, labels, feedback, beta):
+    """δ^1, δ^2 of fa or lra on ``equation_net``, from dense matrices and explicit pooling (DESIGN.md §3)."""
+    e = np.asarray(output_error(trace[-1].pre, labels))
+    back3 = e @ arr(feedback[2]["linear"]["kernel"]).T  # J_3^T(B_3, e) = B_3ᵀe, dense
+    M2 = conv_matrix(arr(feedback[1]["conv"]["kernel"]), IMG[:2] + (3,), "VALID")  # M(B_2)
+    h1, h2, z1 = (np.asarray(a) for a in (trace[0].pre, trace[1].pre, trace[0].out))
+    dtanh = lambda h: 1 - np.tanh(h) ** 2
+    d1, d2 = [], []
+    for n in range(len(labels)):
+        z2, P = pool_dense(np.tanh(h2[n]))
+        if rule_name == "fa":  # δ^{l-1} = f'(h^{l-1}) ⊙ J_l^T(B_l, δ^l); f_2 = pool∘tanh has vjp tanh'⊙Pᵀ
+            d2n = dtanh(h2[n]).ravel() * (P.T @ back3[n])
+            d1n = dtanh(h1[n]).ravel() * (M2.T @ d2n)
+        else:  # lra: h̃ = h − β·J^T (unpooled by f's vjp), y = f(h̃), δ = f'(h) ⊙ (z − y)
+            h2_target = h2[n] - beta * (dtanh(h2[n]).ravel() * (P.T @ back3[n])).reshape(h2[n].shape)
+            d2n = dtanh(h2[n]).ravel() * (P.T @ (z2 - pool_dense(np.tanh(h2_target))[0]).ravel())
+            h1_target = h1[n].ravel() - beta * (M2.T @ d2n)
+            d1n = dtanh(h1[n]).ravel() * (z1[n].ravel() - np.tanh(h1_target))
+        d1.append(d1n.reshape(h1[n].shape))
+        d2.append(d2n.reshape(h2[n].shape))
+    return np.stack(d1), np.stack(d2)
+
+
+@pytest.mark.parametrize("rule_name", ["fa", "lra"])
+def test_rule_equations_through_a_convolution(rule_name):
+    """Signals and kernel updates of fa and lra equal their dense-matrix form on a conv net."""
+    if rule_name not in REGISTRY.rules:
+        pytest.skip(f"{rule_name} is not registered")
+    net, params = equation_net()
+    rule = REGISTRY.get("rule", rule_name).factory()
+    state = rule.init(jax.random.key(0), net, params)
+    x = jax.random.normal(jax.random.key(1), (3,) + IMG)
+    labels = jnp.array([0, 2, 1])
+    _, trace = net.forward(params, x)
+    deltas, state = rule.compute_targets(net, params, trace, labels, state)
+    updates, _ = rule.local_update(net, params, trace, deltas, state)
+    d1, d2 = dense_signals(rule_name, trace, labels, state.feedback, beta=0.1)
+    np.testing.assert_allclose(deltas[1], d2, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(deltas[0], d1, rtol=1e-4, atol=1e-6)
+    for l, (delta, in_shape, padding) in enumerate([(d1, IMG, "SAME"), (d2, IMG[:2] + (3,), "VALID")]):
+        kernel = arr(updates[l]["conv"]["kernel"])
+        expected = kernel_update(delta, np.asarray(trace[l].inputs), kernel.shape, in_shape, padding)
+        np.testing.assert_allclose(kernel, expected, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(arr(updates[l]["conv"]["bias"]), delta.sum(axis=(1, 2)).mean(0), rtol=1e-4, atol=1e-6)
