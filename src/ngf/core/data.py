@@ -113,10 +113,9 @@ def download_from_hub(hub_id: str, target: Path) -> None:
     ``hub_id`` may be a Hub repository or a local folder that ``datasets`` can load.
     The folder appears whole or not at all.
     """
-    import datasets  # heavy import, only when the Hub is needed
-
-    if not Path(hub_id).exists() and not hub_reachable():
+    if not Path(hub_id).exists() and not hub_reachable():  # fail fast, before the heavy import
         raise ConnectionError("the Hugging Face Hub is unreachable")
+    import datasets  # only when the Hub is needed: it takes seconds to import
     loaded = datasets.load_dataset(hub_id)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))

@@ -10,8 +10,8 @@ from ngf.core.errors import NgfError
 from ngf.models.layers import Dense, Sequential, activation_by_name
 
 
-def mlp(input_shape, n_classes: int, *, rngs: nnx.Rngs, widths: tuple = (256, 256),
-        activation: str = "tanh") -> Sequential:
+def mlp(input_shape, n_classes: int, *, rngs: nnx.Rngs, widths: tuple = (512, 512),
+        activation: str = "relu") -> Sequential:
     """A fully connected network.
 
     Args:
