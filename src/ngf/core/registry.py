@@ -78,7 +78,7 @@ def _collect(manager, registry: Registry) -> None:
              "dataset": manager.hook.ngf_register_datasets}
     for kind, hook in hooks.items():
         table = registry.table(kind)
-        for impl in reversed(hook.get_hookimpls()):  # registration order
+        for impl in hook.get_hookimpls():  # registration order
             try:
                 found = impl.function()
                 if not isinstance(found, dict) or not all(callable(f) for f in found.values()):
