@@ -46,11 +46,12 @@ def test_run_by_names_with_a_config(tiny_data):
 
 
 def test_learning_reduces_loss(tiny_data):
-    """On a learnable copy of the data (labels from the mean pixel), lra lowers the loss."""
+    """On a learnable copy of the data (label: is the first pixel bright), lra lowers the loss."""
     x = tiny_data.x_train
-    y = (x.reshape(len(x), -1).mean(1) > np.median(x.reshape(len(x), -1).mean(1))).astype(np.int32)
+    y = (x[:, 0, 0, 0] > 127).astype(np.int32)
     data = ngf.DataSplits(x, y, x, y, 2)
-    summary = ngf.run(rule="lra", dataset=data, epochs=15, batch_size=16, lr=3e-3, schedule="constant",
+    summary = ngf.run(rule="lra", dataset=data, epochs=20, batch_size=16, lr=2e-2, schedule="constant",
                       model_opts={"widths": (16,)})
     history = summary["history"]
-    assert history[-1]["train_loss"] < 0.8 * history[0]["train_loss"]
+    assert history[-1]["train_loss"] < 0.5 * history[0]["train_loss"]
+    assert history[-1]["train_accuracy"] > 0.9
