@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -14,9 +15,12 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from ngf.core import checkpoint, configfile
 from ngf.core.data import DataSplits
 from ngf.core.engine import Engine, choose_steps_per_call
 from ngf.core.errors import NgfError, unknown_name
+from ngf.core.lifecycle import WithHooks
+from ngf.core.init import initialise, parse_init
 from ngf.core.network import Network
 from ngf.core.options import bind_options
 from ngf.core.registry import Registry, load_registry
@@ -60,6 +64,9 @@ class RunConfig:
     out: str | None = None
     overwrite: bool = False
     steps_per_call: int | None = None  # None: choose the fast path for the model
+    log_csv: str | None = None  # the csv logger plugin writes one row per epoch here
+    init: str = "default"  # NAME[:SCALE], see ngf.core.init
+    resume: bool = False  # continue from out's checkpoint
     rule_opts: dict = dataclasses.field(default_factory=dict)
     model_opts: dict = dataclasses.field(default_factory=dict)
 
@@ -77,6 +84,7 @@ class RunConfig:
             raise unknown_name("schedule", self.schedule, SCHEDULES)
         if self.optimizer not in OPTIMIZERS:
             raise unknown_name("optimizer", self.optimizer, OPTIMIZERS)
+        parse_init(self.init)
 
 
 class Callbacks:
@@ -91,6 +99,13 @@ class Callbacks:
     def on_epoch(self, record: dict) -> None:
         """Called with each epoch's metrics."""
 
+    def on_end(self, summary: dict) -> None:
+        """Called with the summary once the run has finished."""
+
+    def on_problem(self, message: str) -> None:
+        """Called with a one-line message when a plugin fails during the run."""
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+
     wants_progress = False
 
 
@@ -99,13 +114,13 @@ def _resolve_rule(config: RunConfig, registry: Registry) -> tuple[LearningRule, 
         return config.rule, getattr(config.rule, "name", "custom")
     entry = registry.get("rule", config.rule)
     opts = bind_options("rule", config.rule, entry.factory, config.rule_opts, skip=())
-    return entry.factory(**opts), config.rule
+    return entry.build(LearningRule, **opts), config.rule
 
 
 def _resolve_data(config: RunConfig, registry: Registry) -> tuple[DataSplits, str]:
     if isinstance(config.dataset, DataSplits):
         return config.dataset, "custom"
-    return registry.get("dataset", config.dataset).factory(config.data_dir), config.dataset
+    return registry.get("dataset", config.dataset).build(DataSplits, config.data_dir), config.dataset
 
 
 def _resolve_model(config: RunConfig, data: DataSplits, registry: Registry):
@@ -116,7 +131,7 @@ def _resolve_model(config: RunConfig, data: DataSplits, registry: Registry):
         return model(data.input_shape, data.n_classes, rngs=rngs), getattr(model, "__name__", "custom")
     entry = registry.get("model", model)
     opts = bind_options("model", model, entry.factory, config.model_opts)
-    return entry.factory(data.input_shape, data.n_classes, rngs=rngs, **opts), model
+    return entry.build(nnx.Module, data.input_shape, data.n_classes, rngs=rngs, **opts), model
 
 
 def _prepare_out(config: RunConfig) -> Path | None:
@@ -125,7 +140,7 @@ def _prepare_out(config: RunConfig) -> Path | None:
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise NgfError(f"--out {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not config.overwrite:
+    if out.is_dir() and any(out.iterdir()) and not (config.overwrite or config.resume):
         raise NgfError(f"--out {out} already holds files; choose another folder or pass --overwrite")
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -161,7 +176,7 @@ def run(config: RunConfig | None = None, *, registry: Registry | None = None,
     config = dataclasses.replace(config or RunConfig(), **overrides)
     config.validate()
     registry = registry or load_registry()
-    callbacks = callbacks or Callbacks()
+    callbacks = WithHooks(callbacks or Callbacks(), registry.manager, config)
     learning_rule, rule_name = _resolve_rule(config, registry)
     data, data_name = _resolve_data(config, registry)
     if config.batch_size > len(data.x_train):
@@ -169,12 +184,14 @@ def run(config: RunConfig | None = None, *, registry: Registry | None = None,
     net_model, model_name = _resolve_model(config, data, registry)
     out = _prepare_out(config)
     names = {"rule": rule_name, "model": model_name, "dataset": data_name}
+    configfile.write(out, config, registry, names)
     return _train(config, learning_rule, net_model, data, out, names, callbacks)
 
 
 def _train(config, rule, model, data: DataSplits, out, names: dict, callbacks: Callbacks) -> dict:
     started = time.perf_counter()
     net, params = Network.from_model(model, data.input_shape)
+    params = initialise(params, config.init, config.seed)
     x_train, y_train = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
     x_test, y_test = jnp.asarray(data.x_test), jnp.asarray(data.y_test)
     n_steps = len(data.x_train) // config.batch_size
@@ -182,12 +199,11 @@ def _train(config, rule, model, data: DataSplits, out, names: dict, callbacks: C
     engine = Engine(net, rule, make_optimizer(config, n_steps), config.batch_size,
                     len(data.x_train), per_call)
     rule_key, data_key = jax.random.split(jax.random.key(config.seed))
-    state = engine.init(rule_key, params)
+    state, history = checkpoint.start(out, engine.init(rule_key, params), config.resume)
     callbacks.on_start({**names, "steps_per_epoch": engine.n_steps, "steps_per_call": engine.steps_per_call,
                         "device": str(jax.devices()[0])})
     progress = callbacks.on_progress if callbacks.wants_progress else None
-    history = []
-    for epoch in range(1, config.epochs + 1):
+    for epoch in range(len(history) + 1, config.epochs + 1):
         t0 = time.perf_counter()
         state, train = engine.train_epoch(state, x_train, y_train, jax.random.fold_in(data_key, epoch), progress)
         seconds = time.perf_counter() - t0  # train_epoch ends by fetching its metrics
@@ -198,6 +214,7 @@ def _train(config, rule, model, data: DataSplits, out, names: dict, callbacks: C
         if out is not None:
             with open(out / "metrics.jsonl", "a") as handle:
                 handle.write(json.dumps(record) + "\n")
+        checkpoint.save(out, state, history)
         callbacks.on_epoch(record)
     last = history[-1]
     summary = {**names, "epochs": config.epochs, "seed": config.seed,
@@ -207,4 +224,5 @@ def _train(config, rule, model, data: DataSplits, out, names: dict, callbacks: C
                "config": _config_record(config, names), "history": history}
     if out is not None:
         write_json_atomic(out / "summary.json", summary)
+    callbacks.on_end(summary)
     return summary

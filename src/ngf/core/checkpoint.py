@@ -1,0 +1,108 @@
+"""Checkpoints after every epoch, and resuming from the last complete one.
+
+A checkpoint is ``DIR/checkpoint.msgpack``: flax's msgpack encoding (no pickle, so
+loading one runs no code) of a dict holding the epoch, the history so far and every
+leaf of the ``TrainState`` (parameters, optimiser state, rule state) as an array.
+Structure comes from the run itself: on resume the freshly initialised state is the
+template whose leaves the stored ones replace, so a checkpoint only loads into the
+run that wrote it. PRNG keys are stored as their raw key data.
+
+It is written to a temporary file, flushed to disk and renamed over the old one, so
+a kill during the write leaves the previous checkpoint intact. Epoch ``e`` draws its
+permutation from ``fold_in(data_key, e)`` and a rule's randomness lives in its state,
+so restoring the state and the epoch count continues the run exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import serialization
+
+from ngf.core.errors import NgfError
+
+CHECKPOINT = "checkpoint.msgpack"
+FORMAT = 1
+
+
+def _is_key(leaf) -> bool:
+    return jax.dtypes.issubdtype(getattr(leaf, "dtype", None), jax.dtypes.prng_key)
+
+
+def _to_numpy(leaf) -> np.ndarray:
+    return np.asarray(jax.random.key_data(leaf) if _is_key(leaf) else leaf)
+
+
+def encode(state, epoch: int, history: list) -> bytes:
+    """The bytes of a checkpoint of ``state`` after ``epoch`` epochs."""
+    leaves = jax.device_get([_to_numpy(leaf) for leaf in jax.tree.leaves(state)])
+    payload = {"format": FORMAT, "epoch": epoch, "history": json.dumps(history),
+               "leaves": {f"{i:05d}": leaf for i, leaf in enumerate(leaves)}}
+    return serialization.msgpack_serialize(payload)
+
+
+def decode(blob: bytes, template) -> tuple[object, int, list]:
+    """``(state, epoch, history)`` from checkpoint bytes, shaped like ``template``."""
+    payload = serialization.msgpack_restore(blob)
+    leaves, treedef = jax.tree.flatten(template)
+    stored = [payload["leaves"][k] for k in sorted(payload["leaves"])]
+    if payload.get("format") != FORMAT or len(stored) != len(leaves):
+        raise NgfError("the checkpoint does not match this run (another model, rule or optimiser?)")
+    restored = []
+    for old, new in zip(leaves, stored):
+        if _is_key(old):
+            restored.append(jax.random.wrap_key_data(jnp.asarray(new), impl=jax.random.key_impl(old)))
+            continue
+        if tuple(old.shape) != tuple(new.shape):
+            raise NgfError(f"the checkpoint holds an array of shape {new.shape} where this run has {old.shape}")
+        restored.append(jnp.asarray(new, dtype=old.dtype))
+    return jax.tree.unflatten(treedef, restored), int(payload["epoch"]), json.loads(payload["history"])
+
+
+def save(out: Path | None, state, history: list) -> None:
+    """Write the checkpoint after ``len(history)`` epochs: temporary file, fsync, rename."""
+    if out is None:
+        return
+    path = Path(out) / CHECKPOINT
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(encode(state, len(history), history))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def load(out: Path, template) -> tuple[object, list]:
+    """``(state, history)`` from ``out``'s checkpoint."""
+    path = Path(out) / CHECKPOINT
+    if not path.is_file():
+        raise NgfError(f"cannot resume: {path} does not exist (no epoch of that run finished)")
+    try:
+        state, epoch, history = decode(path.read_bytes(), template)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise NgfError(f"cannot resume: {path} is not a readable checkpoint ({exc})") from None
+    return state, history[:epoch]
+
+
+def start(out: Path | None, state, resume: bool) -> tuple[object, list]:
+    """The state and history a run starts from: fresh, or restored from ``out`` when resuming.
+
+    A fresh run removes a stale checkpoint; a resumed one rewrites ``metrics.jsonl``
+    to the epochs the checkpoint holds (a kill may have left a later line behind).
+    """
+    if out is None:
+        if resume:
+            raise NgfError("--resume needs the run's folder")
+        return state, []
+    if not resume:
+        (Path(out) / CHECKPOINT).unlink(missing_ok=True)
+        return state, []
+    state, history = load(out, state)
+    lines = "".join(json.dumps(record) + "\n" for record in history)
+    (Path(out) / "metrics.jsonl").write_text(lines)
+    return state, history

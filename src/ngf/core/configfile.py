@@ -1,0 +1,150 @@
+"""Run configurations as TOML files: read with ``tomllib``, written by a tiny writer.
+
+Every run with an output folder writes ``DIR/config.toml``: every field of its
+``RunConfig`` with the names of its rule, model and dataset, and the rule's and
+model's hyperparameters complete (defaults filled in, values converted), so
+``ngf run --config DIR/config.toml --out NEW`` repeats it exactly. Where the run's
+files go (``out``, ``overwrite``, ``resume``) is not part of what it computes, so it
+is not written; a config file may still set it. ``None`` values are left out (TOML
+has no null), which reads back as the same default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from ngf.core.errors import NgfError
+from ngf.core.options import MODEL_POSITIONAL, bind_options, factory_options
+
+CONFIG_FILE = "config.toml"
+NOT_WRITTEN = ("out", "overwrite", "resume")
+OPTION_TABLES = ("rule_opts", "model_opts")
+
+
+def _value(value: Any) -> str | None:
+    """One TOML value, or None when TOML cannot hold it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else ("nan" if value != value else
+                                                         ("inf" if value > 0 else "-inf"))
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a JSON string is a TOML basic string
+    if isinstance(value, (list, tuple)):
+        items = [_value(v) for v in value]
+        return None if None in items else "[" + ", ".join(items) + "]"
+    return None
+
+
+def _key(name: str) -> str:
+    return name if name.replace("_", "").replace("-", "").isalnum() else json.dumps(name)
+
+
+def _lines(table: dict) -> list[str]:
+    lines = []
+    for name, value in table.items():
+        text = _value(value)
+        if text is not None:
+            lines.append(f"{_key(name)} = {text}")
+        elif value is not None:
+            lines.append(f"# {name}: {value!r} cannot be written in TOML")
+    return lines
+
+
+def dumps(record: dict, header: str = "") -> str:
+    """TOML text for a flat dict plus the ``rule_opts`` and ``model_opts`` tables."""
+    top = {k: v for k, v in record.items() if k not in OPTION_TABLES}
+    lines = [f"# {line}" for line in header.splitlines()] + _lines(top)
+    for table in OPTION_TABLES:
+        if table in record:
+            lines += ["", f"[{table}]"] + _lines(record[table] or {})
+    return "\n".join(lines) + "\n"
+
+
+def _field_names() -> tuple[str, ...]:
+    from ngf.core.api import RunConfig
+
+    return tuple(f.name for f in dataclasses.fields(RunConfig))
+
+
+def normalise(record: dict, source: str) -> dict:
+    """Check keys against ``RunConfig``'s fields (``batch-size`` is ``batch_size``)."""
+    fields, out = _field_names(), {}
+    for key, value in record.items():
+        name = key.replace("-", "_")
+        if name not in fields:
+            raise NgfError(f"{source}: unknown option {key!r}; valid options: {', '.join(fields)}")
+        if name in OPTION_TABLES:
+            if not isinstance(value, dict):
+                raise NgfError(f"{source}: {key} must be a table of NAME = VALUE")
+            value = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
+        out[name] = value
+    return out
+
+
+def read(path: str | Path) -> dict:
+    """The options in a TOML config file, keyed by ``RunConfig`` field."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            record = tomllib.load(handle)
+    except FileNotFoundError:
+        raise NgfError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise NgfError(f"config file {path} is not valid TOML: {exc}") from None
+    return normalise(record, str(path))
+
+
+def _complete(kind: str, name: Any, given: dict, registry, skip) -> dict:
+    """Every hyperparameter of a named factory, defaults filled in, given ones converted."""
+    if not isinstance(name, str):
+        return dict(given)
+    factory = registry.get(kind, name).factory
+    opts = {o.name: o.default for o in factory_options(factory, skip)}
+    opts.update(bind_options(kind, name, factory, given, skip))
+    return opts
+
+
+def resolved(config, registry, names: dict) -> dict:
+    """The complete record of ``config`` that ``config.toml`` holds."""
+    record = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+              if f.name not in NOT_WRITTEN}
+    record.update(names)
+    record["rule_opts"] = _complete("rule", config.rule, config.rule_opts, registry, ())
+    record["model_opts"] = _complete("model", config.model, config.model_opts, registry, MODEL_POSITIONAL)
+    return record
+
+
+def write(out: Path | None, config, registry, names: dict) -> None:
+    """Write ``out/config.toml`` for a run (nothing when the run has no folder)."""
+    if out is None:
+        return
+    header = ("ngf run configuration, complete with defaults.\n"
+              f"Repeat with: ngf run --config {Path(out) / CONFIG_FILE} --out NEW_FOLDER")
+    (Path(out) / CONFIG_FILE).write_text(dumps(resolved(config, registry, names), header))
+
+
+def merge(base: dict, override: dict) -> dict:
+    """``override`` on top of ``base``; options tables merge by name.
+
+    A file's ``rule_opts`` belong to the file's rule: when ``override`` names another
+    rule they are dropped, and the same for ``model_opts`` and the model.
+    """
+    merged = dict(base)
+    for key, value in override.items():
+        if key in OPTION_TABLES:
+            owner = "rule" if key == "rule_opts" else "model"
+            keep = base.get(owner) == override.get(owner, base.get(owner))
+            value = {**(base.get(key, {}) if keep else {}), **value}
+        merged[key] = value
+    for key, owner in (("rule_opts", "rule"), ("model_opts", "model")):
+        if owner in override and override[owner] != base.get(owner) and key not in override:
+            merged.pop(key, None)
+    return merged
