@@ -30,15 +30,27 @@ def _run_parser(sub) -> None:
     p.add_argument("--model-opt", action="append", default=[], metavar="NAME=VALUE",
                    help="model option (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    p.add_argument("--log-csv", default=None, metavar="PATH", help="also write one CSV row per epoch to PATH")
+    _plugin_options(p)
+
+
+def _plugin_options(parser, prefix: str = "") -> None:
+    """``--plugin`` and ``--block-plugin``, global (``prefix`` keeps them apart) or per command."""
+    parser.add_argument("--plugin", dest=f"{prefix}plugin", action="append", default=[], metavar="MODULE",
+                        help="also load this plugin module, installed or not (repeatable)")
+    parser.add_argument("--block-plugin", dest=f"{prefix}block_plugin", action="append", default=[],
+                        metavar="NAME", help="do not load this plugin (repeatable; or $NGF_BLOCK_PLUGINS=a,b)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``ngf`` command."""
     parser = argparse.ArgumentParser(prog="ngf", description="Train networks with learning rules other than backprop.")
+    _plugin_options(parser, "global_")
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
     for kind in ("rules", "models", "datasets"):
-        sub.add_parser(kind, help=f"list the registered {kind}")
+        _plugin_options(sub.add_parser(kind, help=f"list the registered {kind}"))
+    _plugin_options(sub.add_parser("plugins", help="list the plugins, their versions and what they register"))
     return parser
 
 
@@ -49,13 +61,16 @@ def main(argv=None) -> int:
 
     console = ui.make_console()
     try:
-        registry = ui.load_and_report(console)
+        registry = ui.load_and_report(console, args.global_plugin + args.plugin,
+                                      args.global_block_plugin + args.block_plugin)
         if args.command == "run":
             ui.run_command(args, registry, console)
+        elif args.command == "plugins":
+            ui.plugins_command(registry, console)
         else:
             ui.list_command(args.command[:-1], registry, console)
     except NgfError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]error:[/] {ui.escape(str(exc))}", highlight=False, soft_wrap=True)
         return exc.exit_code
     except KeyboardInterrupt:
         console.print("[bold red]interrupted[/]")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -20,11 +21,16 @@ def make_console() -> Console:
     return Console(stderr=False, highlight=False)
 
 
-def load_and_report(console: Console) -> Registry:
-    """Load the plugins; print one line per plugin that failed."""
-    registry = load_registry()
+def warn(message: str) -> None:
+    """Print a one-line warning on stderr (the message is never read as markup)."""
+    Console(stderr=True).print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def load_and_report(console: Console, plugins=(), blocked=()) -> Registry:
+    """Load the plugins (and ``plugins``, less ``blocked``); print one line per plugin that failed."""
+    registry = load_registry(plugins, blocked)
     for problem in registry.problems:
-        Console(stderr=True).print(f"[yellow]warning:[/] {problem}", highlight=False, soft_wrap=True)
+        warn(problem)
     return registry
 
 
@@ -48,6 +54,9 @@ class RichCallbacks(Callbacks):
             self.progress.start()
             self.task = self.progress.add_task("train", total=total)
         self.progress.update(self.task, completed=done)
+
+    def on_problem(self, message: str) -> None:
+        warn(message)
 
     def on_epoch(self, record: dict) -> None:
         if self.progress is not None:
@@ -80,7 +89,7 @@ def run_command(args, registry: Registry, console: Console) -> dict:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
         seed=args.seed, out=args.out, overwrite=args.overwrite, steps_per_call=args.steps_per_call,
         rule_opts=parse_assignments(args.rule_opt, "--rule-opt"),
-        model_opts=parse_assignments(args.model_opt, "--model-opt"))
+        model_opts=parse_assignments(args.model_opt, "--model-opt"), log_csv=args.log_csv)
     summary = run(config, registry=registry, callbacks=RichCallbacks(console, args.epochs, args.quiet))
     console.print(results_table(summary))
     if args.out:
@@ -101,6 +110,17 @@ def list_command(kind: str, registry: Registry, console: Console) -> None:
     for name, entry in sorted(registry.table(kind).items()):
         options = "" if kind == "dataset" else _format_options(entry.factory, kind)
         table.add_row(name, entry.plugin, options)
+    console.print(table)
+
+
+def plugins_command(registry: Registry, console: Console) -> None:
+    """``ngf plugins``: every plugin met, its version, where it came from, what it registered."""
+    table = Table(title="plugins", show_lines=True)
+    for column in ("name", "version", "source", "status", "registers"):
+        table.add_column(column, overflow="fold")
+    for info in registry.plugins.values():
+        table.add_row(info.name, info.version, info.source, info.status,
+                      "\n".join(registry.provided_by(info.name)))
     console.print(table)
 
 

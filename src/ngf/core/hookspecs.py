@@ -1,7 +1,10 @@
-"""Every hook an ngf plugin can implement. Each returns ``{name: factory}``.
+"""Every hook an ngf plugin can implement (docs/plugins.md documents each one).
 
-A plugin is any module or object with functions decorated by ``ngf.hookimpl``;
-installed packages advertise theirs in the entry-point group ``ngf``.
+Registration hooks (``ngf_register_*``) return ``{name: factory}``. Lifecycle hooks
+(``ngf_run_start``, ``ngf_epoch_end``, ``ngf_run_end``) let a plugin watch runs; they
+return nothing, and an implementation may take any subset of the arguments. A plugin
+is any module or object with functions decorated by ``ngf.hookimpl``; installed
+packages advertise theirs in the entry-point group ``ngf``.
 """
 
 import pluggy
@@ -32,3 +35,26 @@ def ngf_register_models():
 @hookspec
 def ngf_register_datasets():
     """Return ``{name: factory}``; ``factory(data_dir=None)`` returns a ``DataSplits``."""
+
+
+@hookspec
+def ngf_run_start(config, info):
+    """Called once a run's data, model and rule are ready, before the first step.
+
+    ``config`` is the run's ``RunConfig``; ``info`` holds the names ``rule``, ``model``
+    and ``dataset``, and ``steps_per_epoch``, ``steps_per_call`` and ``device``.
+    """
+
+
+@hookspec
+def ngf_epoch_end(config, epoch, record):
+    """Called after each epoch with its number (from 1) and its metrics.
+
+    ``record`` is the line ``metrics.jsonl`` gets: ``epoch``, ``train_loss``,
+    ``train_accuracy``, ``test_loss``, ``test_accuracy``, ``seconds``.
+    """
+
+
+@hookspec
+def ngf_run_end(config, summary):
+    """Called once a run has finished, with the summary ``summary.json`` gets."""

@@ -6,6 +6,7 @@ import dataclasses
 import importlib
 import importlib.metadata
 import os
+import sys
 from typing import Callable
 
 import pluggy
@@ -15,7 +16,10 @@ from ngf.core.errors import NgfError, unknown_name
 
 ENTRY_POINT_GROUP = "ngf"
 DISABLE_AUTOLOAD_ENV = "NGF_DISABLE_PLUGIN_AUTOLOAD"
+BLOCK_ENV = "NGF_BLOCK_PLUGINS"
 KINDS = ("rule", "model", "dataset")
+REGISTER_HOOKS = {"rule": "ngf_register_rules", "model": "ngf_register_models",
+                  "dataset": "ngf_register_datasets"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,6 +29,34 @@ class Entry:
     name: str
     factory: Callable
     plugin: str
+    kind: str = "factory"
+
+    def build(self, expected: type, *args, **kwargs):
+        """Call the factory; a failure or a result that is not ``expected`` names the plugin.
+
+        An ``NgfError`` (bad input the factory already explains) passes through as it is.
+        """
+        try:
+            built = self.factory(*args, **kwargs)
+        except NgfError:
+            raise
+        except Exception as exc:
+            raise NgfError(one_line(f"{self.kind} {self.name!r} of plugin {self.plugin!r} failed: "
+                                    f"{type(exc).__name__}: {exc}")) from exc
+        if not isinstance(built, expected):
+            raise NgfError(f"{self.kind} {self.name!r} of plugin {self.plugin!r} returned a "
+                           f"{type(built).__name__}, not a {expected.__name__}")
+        return built
+
+
+@dataclasses.dataclass(frozen=True)
+class PluginInfo:
+    """A plugin the host met: its version, where it came from, and what became of it."""
+
+    name: str
+    version: str
+    source: str  # "built-in", "entry point of <distribution>", "--plugin", "object"
+    status: str = "loaded"  # or "blocked", "failed to load", "failed in <hook>"
 
 
 @dataclasses.dataclass
@@ -35,7 +67,8 @@ class Registry:
     models: dict[str, Entry] = dataclasses.field(default_factory=dict)
     datasets: dict[str, Entry] = dataclasses.field(default_factory=dict)
     problems: list[str] = dataclasses.field(default_factory=list)
-    plugins: list[str] = dataclasses.field(default_factory=list)
+    plugins: dict[str, PluginInfo] = dataclasses.field(default_factory=dict)
+    manager: pluggy.PluginManager | None = None  # calls the lifecycle hooks of a run
 
     def table(self, kind: str) -> dict[str, Entry]:
         """The table for ``kind`` ("rule", "model" or "dataset")."""
@@ -48,6 +81,16 @@ class Registry:
             raise unknown_name(kind, name, table)
         return table[name]
 
+    def provided_by(self, plugin: str) -> list[str]:
+        """What ``plugin`` contributes: ``"rule usf"``, ``"hook ngf_epoch_end"``, ..."""
+        found = [f"{kind} {name}" for kind in KINDS
+                 for name, entry in sorted(self.table(kind).items()) if entry.plugin == plugin]
+        obj = self.manager.get_plugin(plugin) if self.manager else None
+        if obj is not None:
+            found += sorted(f"hook {caller.name}" for caller in self.manager.get_hookcallers(obj)
+                            if caller.name not in REGISTER_HOOKS.values())
+        return found
+
 
 def _new_manager() -> pluggy.PluginManager:
     manager = pluggy.PluginManager(hookspecs.PROJECT)
@@ -55,36 +98,70 @@ def _new_manager() -> pluggy.PluginManager:
     return manager
 
 
-def _register_module(manager, registry: Registry, module_name: str, plugin_name: str) -> None:
+def one_line(text: str) -> str:
+    """Collapse whitespace so that a message prints on one line."""
+    return " ".join(str(text).split())
+
+
+def _failure(registry: Registry, name: str, what: str, exc: Exception) -> None:
+    registry.problems.append(one_line(f"plugin {name!r} {what}: {type(exc).__name__}: {exc}"))
+
+
+def _mark(registry: Registry, name: str, status: str) -> None:
+    if name in registry.plugins:
+        registry.plugins[name] = dataclasses.replace(registry.plugins[name], status=status)
+
+
+def _own_version(plugin) -> str | None:
+    """A plugin module's ``__version__``, or its top-level package's."""
+    top = sys.modules.get(getattr(plugin, "__name__", "").partition(".")[0])
+    return getattr(plugin, "__version__", None) or getattr(top, "__version__", None)
+
+
+def _add(manager, registry: Registry, name: str, load: Callable, version: str | None, source: str,
+         blocked: bool) -> None:
+    """Register the plugin ``load()`` returns under ``name``; a failure is recorded by name."""
+    if blocked:
+        registry.plugins[name] = PluginInfo(name, version or "unknown", source, "blocked")
+        return
     try:
-        module = importlib.import_module(module_name)
-        manager.register(module, name=plugin_name)
+        plugin = load()
+        if manager.is_registered(plugin):  # already loaded under another name
+            return
+        manager.register(plugin, name=name)
     except Exception as exc:  # a broken plugin must not take the others down
-        registry.problems.append(f"plugin {plugin_name!r} failed to load: {type(exc).__name__}: {exc}")
+        registry.plugins[name] = PluginInfo(name, version or "unknown", source, "failed to load")
+        _failure(registry, name, "failed to load", exc)
+        return
+    registry.plugins[name] = PluginInfo(name, str(version or _own_version(plugin) or "unknown"), source)
 
 
 def _load_entry_points(manager, registry: Registry, blocked: set[str]) -> None:
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in blocked or manager.has_plugin(ep.name):
+        if manager.has_plugin(ep.name):
             continue
-        try:
-            manager.register(ep.load(), name=ep.name)
-        except Exception as exc:
-            registry.problems.append(f"plugin {ep.name!r} failed to load: {type(exc).__name__}: {exc}")
+        dist = ep.dist  # None for entry points made by hand
+        version, source = (dist.version, f"entry point of {dist.name}") if dist else (None, "entry point")
+        is_blocked = ep.name in blocked or (dist is not None and dist.name in blocked)
+        _add(manager, registry, ep.name, ep.load, version, source, is_blocked)
+
+
+def _checked(found, hook_name: str) -> dict:
+    """``found`` if it is a dict of name -> factory; otherwise a TypeError saying what it is."""
+    if not isinstance(found, dict) or not all(isinstance(n, str) and callable(f) for n, f in found.items()):
+        raise TypeError(f"{hook_name}() must return a dict of name -> factory, got {found!r:.80}")
+    return found
 
 
 def _collect(manager, registry: Registry) -> None:
-    hooks = {"rule": manager.hook.ngf_register_rules, "model": manager.hook.ngf_register_models,
-             "dataset": manager.hook.ngf_register_datasets}
-    for kind, hook in hooks.items():
+    for kind, hook_name in REGISTER_HOOKS.items():
         table = registry.table(kind)
-        for impl in hook.get_hookimpls():  # registration order
+        for impl in getattr(manager.hook, hook_name).get_hookimpls():  # registration order
             try:
-                found = impl.function()
-                if not isinstance(found, dict) or not all(callable(f) for f in found.values()):
-                    raise TypeError(f"{hook.name}() must return a dict of name -> factory")
+                found = _checked(impl.function(), hook_name)
             except Exception as exc:
-                registry.problems.append(f"plugin {impl.plugin_name!r} failed in {hook.name}: {exc}")
+                _failure(registry, impl.plugin_name, f"failed in {hook_name}", exc)
+                _mark(registry, impl.plugin_name, f"failed in {hook_name}")
                 continue
             for name, factory in found.items():
                 if name in table:
@@ -92,31 +169,45 @@ def _collect(manager, registry: Registry) -> None:
                         f"{kind} {name!r} is registered by both plugin {table[name].plugin!r} "
                         f"and plugin {impl.plugin_name!r}; uninstall or block one of them"
                     )
-                table[name] = Entry(name, factory, impl.plugin_name)
+                table[name] = Entry(name, factory, impl.plugin_name, kind)
+
+
+def blocked_names(blocked=()) -> set[str]:
+    """``blocked`` plus the comma-separated names in ``$NGF_BLOCK_PLUGINS``."""
+    from_env = os.environ.get(BLOCK_ENV, "").split(",")
+    return set(blocked) | {name.strip() for name in from_env if name.strip()}
+
+
+def _module_loader(module_name: str) -> Callable:
+    return lambda: importlib.import_module(module_name)
 
 
 def load_registry(extra_plugins=(), blocked=(), autoload: bool | None = None) -> Registry:
     """Load the built-in plugins, installed entry points and ``extra_plugins``.
 
     ``extra_plugins`` are module paths or plugin objects (modules, instances) to
-    register too; ``blocked`` names plugins to skip; ``autoload`` (default: on
-    unless $NGF_DISABLE_PLUGIN_AUTOLOAD is set) controls installed packages.
+    register too; ``blocked`` names plugins to skip (so does ``$NGF_BLOCK_PLUGINS``,
+    comma-separated; an installed plugin may be named by its entry point or its
+    distribution); ``autoload`` (default: on unless $NGF_DISABLE_PLUGIN_AUTOLOAD is
+    set) controls installed packages.
     """
+    from ngf import __version__
     from ngf.plugins import BUILTIN_PLUGINS
 
-    manager, registry, blocked = _new_manager(), Registry(), set(blocked)
+    manager, blocked = _new_manager(), blocked_names(blocked)
+    registry = Registry(manager=manager)
     for module_name in BUILTIN_PLUGINS:
-        if module_name not in blocked:
-            _register_module(manager, registry, module_name, module_name)
+        _add(manager, registry, module_name, _module_loader(module_name), __version__, "built-in",
+             module_name in blocked)
     if autoload is None:
         autoload = not os.environ.get(DISABLE_AUTOLOAD_ENV)
     if autoload:
         _load_entry_points(manager, registry, blocked)
     for plugin in extra_plugins:
         if isinstance(plugin, str):
-            _register_module(manager, registry, plugin, plugin)
+            _add(manager, registry, plugin, _module_loader(plugin), None, "--plugin", plugin in blocked)
         else:
-            manager.register(plugin, name=getattr(plugin, "__name__", None) or repr(plugin))
+            name = getattr(plugin, "__name__", None) or repr(plugin)
+            _add(manager, registry, name, lambda p=plugin: p, None, "object", name in blocked)
     _collect(manager, registry)
-    registry.plugins = [name for name, _ in manager.list_name_plugin()]
     return registry

@@ -1,4 +1,4 @@
-"""Built-in plugins: rules, models and datasets registered through ngf's own hooks."""
+"""Built-in plugins: rules, models, datasets and the CSV logger, through ngf's own hooks."""
 
 BUILTIN_PLUGINS = (
     "ngf.plugins.bp",
@@ -9,4 +9,5 @@ BUILTIN_PLUGINS = (
     "ngf.plugins.models",
     "ngf.plugins.resnet_plugin",
     "ngf.plugins.datasets",
+    "ngf.plugins.csv_logger",
 )

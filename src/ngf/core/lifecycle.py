@@ -1,0 +1,65 @@
+"""Lifecycle hooks: plugins that watch runs hear when a run starts, an epoch ends, a run ends.
+
+ngf calls each plugin's implementation itself rather than through pluggy's caller, so
+that one plugin raising cannot stop the others or the run: it is reported once, by
+name, on one line, and not called again in that run.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ngf.core.registry import one_line
+
+
+class LifecycleHooks:
+    """Calls one lifecycle hook of every plugin in turn, dropping plugins that raise."""
+
+    def __init__(self, manager, report: Callable[[str], None]):
+        self.manager, self.report, self.failed = manager, report, set()
+
+    def call(self, hook_name: str, **kwargs) -> None:
+        """Call ``hook_name`` on every plugin that implements it, with the arguments it takes."""
+        if self.manager is None:
+            return
+        for impl in getattr(self.manager.hook, hook_name).get_hookimpls():  # registration order
+            if impl.plugin_name in self.failed:
+                continue
+            try:
+                impl.function(*(kwargs[name] for name in impl.argnames))
+            except Exception as exc:  # a broken observer must not end the run
+                self.failed.add(impl.plugin_name)
+                self.report(one_line(f"plugin {impl.plugin_name!r} failed in {hook_name}: "
+                                     f"{type(exc).__name__}: {exc} (not called again in this run)"))
+
+
+class WithHooks:
+    """A run's ``Callbacks`` that also call the plugins' lifecycle hooks after each event."""
+
+    def __init__(self, callbacks, manager, config):
+        self.callbacks, self.config = callbacks, config
+        self.hooks = LifecycleHooks(manager, callbacks.on_problem)
+        self.wants_progress = callbacks.wants_progress
+
+    def on_start(self, info: dict) -> None:
+        """The caller's ``on_start``, then every plugin's ``ngf_run_start``."""
+        self.callbacks.on_start(info)
+        self.hooks.call("ngf_run_start", config=self.config, info=dict(info))
+
+    def on_progress(self, done: int, total: int) -> None:
+        """The caller's ``on_progress`` (plugins do not see steps)."""
+        self.callbacks.on_progress(done, total)
+
+    def on_epoch(self, record: dict) -> None:
+        """The caller's ``on_epoch``, then every plugin's ``ngf_epoch_end``."""
+        self.callbacks.on_epoch(record)
+        self.hooks.call("ngf_epoch_end", config=self.config, epoch=record["epoch"], record=dict(record))
+
+    def on_end(self, summary: dict) -> None:
+        """The caller's ``on_end``, then every plugin's ``ngf_run_end``."""
+        self.callbacks.on_end(summary)
+        self.hooks.call("ngf_run_end", config=self.config, summary=dict(summary))
+
+    def on_problem(self, message: str) -> None:
+        """Pass a problem on to the caller's ``on_problem``."""
+        self.callbacks.on_problem(message)
