@@ -22,6 +22,7 @@ from ngf.core.errors import NgfError, unknown_name
 from ngf.core.lifecycle import WithHooks
 from ngf.core.init import initialise, parse_init
 from ngf.core.network import Network
+from ngf.core.parallel import DataParallel, device_count
 from ngf.core.options import bind_options
 from ngf.core.registry import Registry, load_registry
 from ngf.core.rule import LearningRule
@@ -63,6 +64,7 @@ class RunConfig:
     seed: int = 0
     out: str | None = None
     overwrite: bool = False
+    devices: int | None = None  # None: every device JAX sees
     steps_per_call: int | None = None  # None: choose the fast path for the model
     log_csv: str | None = None  # the csv logger plugin writes one row per epoch here
     init: str = "default"  # NAME[:SCALE], see ngf.core.init
@@ -192,16 +194,17 @@ def _train(config, rule, model, data: DataSplits, out, names: dict, callbacks: C
     started = time.perf_counter()
     net, params = Network.from_model(model, data.input_shape)
     params = initialise(params, config.init, config.seed)
-    x_train, y_train = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
-    x_test, y_test = jnp.asarray(data.x_test), jnp.asarray(data.y_test)
     n_steps = len(data.x_train) // config.batch_size
     per_call = config.steps_per_call or choose_steps_per_call(model, n_steps)
+    n_devices = device_count(config.devices)
     engine = Engine(net, rule, make_optimizer(config, n_steps), config.batch_size,
-                    len(data.x_train), per_call)
+                    len(data.x_train), per_call, DataParallel.over(n_devices) if n_devices > 1 else None)
+    x_train, y_train, x_test, y_test = engine.place(tuple(map(jnp.asarray, data[:4])))
     rule_key, data_key = jax.random.split(jax.random.key(config.seed))
     state, history = checkpoint.start(out, engine.init(rule_key, params), config.resume)
+    state = engine.place(state)  # a restored checkpoint arrives on the host
     callbacks.on_start({**names, "steps_per_epoch": engine.n_steps, "steps_per_call": engine.steps_per_call,
-                        "device": str(jax.devices()[0])})
+                        "device": f"{n_devices} × {jax.devices()[0].device_kind}"})
     progress = callbacks.on_progress if callbacks.wants_progress else None
     for epoch in range(len(history) + 1, config.epochs + 1):
         t0 = time.perf_counter()

@@ -19,6 +19,7 @@ import optax
 from flax import nnx
 
 from ngf.core.network import Network, cross_entropy
+from ngf.core.parallel import DataParallel
 from ngf.core.rule import LearningRule
 
 PROGRESS_CALLS = 20  # calls per epoch when several steps share a call
@@ -80,9 +81,11 @@ class Engine:
     """Runs epochs of a rule on a network, keeping data and state on the device."""
 
     def __init__(self, net: Network, rule: LearningRule, optimizer: optax.GradientTransformation,
-                 batch_size: int, n_train: int, steps_per_call: int):
+                 batch_size: int, n_train: int, steps_per_call: int, parallel: DataParallel | None = None):
         self.net, self.rule, self.optimizer = net, rule, optimizer
-        self.batch_size = batch_size
+        self.batch_size, self.parallel = batch_size, parallel
+        if parallel is not None:
+            parallel.check_batch(batch_size)
         self.n_steps = n_train // batch_size  # the last partial batch of each epoch is dropped
         self.steps_per_call = max(1, min(steps_per_call, self.n_steps))
         self.n_calls = math.ceil(self.n_steps / self.steps_per_call)
@@ -93,16 +96,21 @@ class Engine:
     def init(self, key: jax.Array, params: tuple) -> TrainState:
         """Fresh optimiser and rule state for ``params``."""
         rule_state = self.rule.init(key, self.net, params)
-        return TrainState(params, self.optimizer.init(params), rule_state)
+        return self.place(TrainState(params, self.optimizer.init(params), rule_state))
+
+    def place(self, tree):
+        """Put arrays where the engine wants them: replicated across its devices, if several."""
+        return tree if self.parallel is None else self.parallel.replicate(tree)
 
     def _make_call(self):
         step = make_train_step(self.net, self.rule, self.optimizer)
         per_call, n_steps, batch = self.steps_per_call, self.n_steps, self.batch_size
         masked = n_steps % per_call != 0  # the last call has fewer real steps
+        split = (lambda a: a) if self.parallel is None else self.parallel.split_batch
 
         def one(carry, index, data_x, data_y, perm):
             rows = jax.lax.dynamic_slice_in_dim(perm, index * batch, batch)
-            state, metrics = step(carry[0], data_x[rows], data_y[rows])
+            state, metrics = step(carry[0], split(data_x[rows]), split(data_y[rows]))
             return state, carry[1] + metrics
 
         def call(state, sums, data_x, data_y, perm, start):
@@ -125,8 +133,8 @@ class Engine:
     def train_epoch(self, state: TrainState, data_x, data_y, key: jax.Array,
                     on_progress: Callable[[int, int], None] | None = None):
         """One epoch over a fresh permutation drawn from ``key``; returns (state, metrics)."""
-        perm = jax.random.permutation(key, data_x.shape[0])
-        sums = jnp.zeros(3, jnp.float32)
+        perm = self.place(jax.random.permutation(key, data_x.shape[0]))
+        sums = self.place(jnp.zeros(3, jnp.float32))
         pending = None
         for c in range(self.n_calls):
             state, sums = self.train_call(state, sums, data_x, data_y, perm, c * self.steps_per_call)
@@ -152,6 +160,6 @@ class Engine:
                 x = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)])
                 y = jnp.concatenate([y, jnp.zeros(pad, y.dtype)])
                 weights = jnp.concatenate([weights, jnp.zeros(pad, jnp.float32)])
-            sums = sums + self.eval_call(params, x, y, weights)
+            sums = sums + self.eval_call(params, *self.place((x, y, weights)))
         loss, correct, count = (float(v) for v in jax.device_get(sums))
         return {"loss": loss / count, "accuracy": correct / count}

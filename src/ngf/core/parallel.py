@@ -1,0 +1,86 @@
+"""Data parallelism with ``jax.sharding``: the batch split across devices, all else replicated.
+
+The step itself is unchanged: inputs of each step carry a sharding constraint on
+their batch axis and XLA's SPMD partitioner splits the per-example work and turns
+the batch means of the updates into all-reduces. Parameters, optimiser and rule
+state, and the dataset are replicated on every device. Across hosts the same code
+runs after ``jax.distributed.initialize()`` (docs/scaling.md): ``jax.devices()`` then
+lists every host's devices and the mesh spans them all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from ngf.core.errors import NgfError
+
+AXIS = "data"
+DISTRIBUTED_ENV = ("NGF_COORDINATOR", "NGF_NUM_PROCESSES", "NGF_PROCESS_ID")
+
+
+def initialize_distributed() -> bool:
+    """Join a multi-host run when $NGF_COORDINATOR is set (docs/scaling.md).
+
+    ``NGF_COORDINATOR`` is the ``host:port`` of process 0, ``NGF_NUM_PROCESSES`` the
+    number of processes and ``NGF_PROCESS_ID`` this one's rank. Returns whether it joined.
+    """
+    if not os.environ.get("NGF_COORDINATOR"):
+        return False
+    missing = [name for name in DISTRIBUTED_ENV if not os.environ.get(name)]
+    if missing:
+        raise NgfError(f"a multi-host run needs {', '.join(DISTRIBUTED_ENV)}; missing: {', '.join(missing)}")
+    try:
+        count, rank = int(os.environ["NGF_NUM_PROCESSES"]), int(os.environ["NGF_PROCESS_ID"])
+    except ValueError:
+        raise NgfError("NGF_NUM_PROCESSES and NGF_PROCESS_ID must be integers") from None
+    jax.distributed.initialize(os.environ["NGF_COORDINATOR"], num_processes=count, process_id=rank)
+    return True
+
+
+def device_count(requested: int | None) -> int:
+    """How many devices to use: ``requested`` (checked) or all of them."""
+    available = jax.device_count()
+    if requested is None:
+        return available
+    if requested < 1 or requested > available:
+        raise NgfError(f"--devices must be between 1 and {available} (the devices JAX sees), got {requested}")
+    return requested
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class DataParallel:
+    """A one-axis mesh over ``n`` devices and the shardings a run needs."""
+
+    mesh: Mesh
+
+    @classmethod
+    def over(cls, n: int) -> "DataParallel":
+        """A mesh over the first ``n`` devices."""
+        return cls(Mesh(np.array(jax.devices()[:n]), (AXIS,)))
+
+    @property
+    def size(self) -> int:
+        """Number of devices."""
+        return self.mesh.size
+
+    def check_batch(self, batch_size: int) -> None:
+        """The batch must split evenly across the devices."""
+        if batch_size % self.size:
+            raise NgfError(f"batch-size {batch_size} does not split evenly across {self.size} devices")
+
+    def replicate(self, tree):
+        """Place every array of ``tree`` whole on every device."""
+        sharding = NamedSharding(self.mesh, PartitionSpec())
+        if jax.process_count() > 1:  # each host holds the same full copy
+            return jax.tree.map(lambda a: jax.make_array_from_process_local_data(sharding, np.asarray(a)), tree)
+        return jax.device_put(tree, sharding)
+
+    def split_batch(self, x: jax.Array) -> jax.Array:
+        """Inside a jitted step: shard ``x`` along its batch axis."""
+        spec = PartitionSpec(AXIS, *([None] * (x.ndim - 1)))
+        return jax.lax.with_sharding_constraint(x, NamedSharding(self.mesh, spec))
