@@ -9,8 +9,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ngf.core.api import Callbacks, RunConfig, run
-from ngf.core.options import factory_options, parse_assignments
+from ngf.cliconfig import config_from_args
+from ngf.core.api import Callbacks, run
+from ngf.core.options import factory_options
 from ngf.core.registry import Registry, load_registry
 
 SKIP = {"rule": (), "model": ("input_shape", "n_classes", "rngs"), "dataset": ()}
@@ -84,17 +85,19 @@ def results_table(summary: dict) -> Table:
 
 def run_command(args, registry: Registry, console: Console) -> dict:
     """``ngf run``: build the config from the arguments, train, show the results."""
-    config = RunConfig(
-        rule=args.rule, model=args.model, dataset=args.dataset, data_dir=args.data_dir,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
-        seed=args.seed, out=args.out, overwrite=args.overwrite, steps_per_call=args.steps_per_call,
-        rule_opts=parse_assignments(args.rule_opt, "--rule-opt"),
-        model_opts=parse_assignments(args.model_opt, "--model-opt"), log_csv=args.log_csv)
-    summary = run(config, registry=registry, callbacks=RichCallbacks(console, args.epochs, args.quiet))
+    config = config_from_args(args)
+    summary = run(config, registry=registry, callbacks=RichCallbacks(console, config.epochs, args.quiet))
     console.print(results_table(summary))
-    if args.out:
-        console.print(f"wrote {args.out}/summary.json and {args.out}/metrics.jsonl")
+    if config.out:
+        console.print(f"wrote {config.out}/summary.json, metrics.jsonl, config.toml and checkpoint.msgpack")
     return summary
+
+
+def experiment_command(args, registry: Registry, console: Console) -> None:
+    """``ngf compare`` / ``sweep`` / ``plot`` / ``norms`` (see ``ngf.experiments.commands``)."""
+    from ngf.experiments.commands import command
+
+    command(args, registry, console)
 
 
 def _format_options(factory, kind: str) -> str:
@@ -115,12 +118,12 @@ def list_command(kind: str, registry: Registry, console: Console) -> None:
 
 def plugins_command(registry: Registry, console: Console) -> None:
     """``ngf plugins``: every plugin met, its version, where it came from, what it registered."""
-    table = Table(title="plugins", show_lines=True)
+    table = Table(title="plugins")
     for column in ("name", "version", "source", "status", "registers"):
         table.add_column(column, overflow="fold")
     for info in registry.plugins.values():
         table.add_row(info.name, info.version, info.source, info.status,
-                      "\n".join(registry.provided_by(info.name)))
+                      ", ".join(registry.provided_by(info.name)))
     console.print(table)
 
 
