@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ngf.cliconfig import given_options
 from ngf.core.errors import NgfError
+from ngf.experiments.commands import COMMANDS as EXPERIMENT_COMMANDS
+from ngf.experiments.commands import add_parsers as add_experiment_parsers
 
 EXIT_USAGE = 2
 
@@ -31,6 +34,12 @@ def _run_parser(sub) -> None:
                    help="model option (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     p.add_argument("--log-csv", default=None, metavar="PATH", help="also write one CSV row per epoch to PATH")
+    p.add_argument("--schedule", default="cosine", help="learning-rate schedule: cosine or constant")
+    p.add_argument("--init", default="default", metavar="NAME[:SCALE]",
+                   help="weight initialisation: default, zeros, normal, uniform, glorot, he, lecun, orthogonal...")
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="a TOML file of run options; options given here override it")
+    p.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR from its last checkpoint")
     _plugin_options(p)
 
 
@@ -51,12 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
     for kind in ("rules", "models", "datasets"):
         _plugin_options(sub.add_parser(kind, help=f"list the registered {kind}"))
     _plugin_options(sub.add_parser("plugins", help="list the plugins, their versions and what they register"))
+    add_experiment_parsers(sub)
     return parser
 
 
 def main(argv=None) -> int:
     """Entry point of the ``ngf`` console script; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.given, args.argv = given_options(parser, argv), list(sys.argv[1:] if argv is None else argv)
     from ngf import ui  # imported after parsing so --help stays fast
 
     console = ui.make_console()
@@ -67,6 +79,8 @@ def main(argv=None) -> int:
             ui.run_command(args, registry, console)
         elif args.command == "plugins":
             ui.plugins_command(registry, console)
+        elif args.command in EXPERIMENT_COMMANDS:
+            ui.experiment_command(args, registry, console)
         else:
             ui.list_command(args.command[:-1], registry, console)
     except NgfError as exc:

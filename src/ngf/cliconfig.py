@@ -1,0 +1,82 @@
+"""From command-line arguments to a ``RunConfig``: config files, resumes, explicit options.
+
+Precedence, lowest first: ``RunConfig``'s defaults, then the file (``--config FILE``,
+or ``DIR/config.toml`` for ``--resume DIR``), then the options given explicitly on the
+command line. Only options actually typed override the file, so an option given
+with its default value still wins over the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+from pathlib import Path
+
+from ngf.core.api import RunConfig
+from ngf.core.configfile import CONFIG_FILE, merge, normalise, read
+from ngf.core.errors import NgfError
+from ngf.core.options import parse_assignments
+
+ASSIGNMENTS = {"rule_opt": ("rule_opts", "--rule-opt"), "model_opt": ("model_opts", "--model-opt")}
+
+
+def subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    """The subcommand parser ``name`` of ``parser``."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[name]
+    raise KeyError(name)
+
+
+def given_options(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
+    """The destinations of the options that ``argv`` sets explicitly."""
+    bare = copy.deepcopy(parser)
+    stack = [bare]
+    while stack:
+        current = stack.pop()
+        for action in current._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                stack.extend(action.choices.values())
+            elif action.dest != "help":
+                action.default = argparse.SUPPRESS
+    return set(vars(bare.parse_args(argv)))
+
+
+def explicit_record(args: argparse.Namespace, given) -> dict:
+    """The ``RunConfig`` fields set by the options in ``given``."""
+    fields, record = {f.name for f in dataclasses.fields(RunConfig)}, {}
+    for dest in given:
+        if dest not in fields and dest not in ASSIGNMENTS or dest == "resume":
+            continue  # --quiet, --plugin... are not part of a run's config; --resume is handled apart
+        if dest in ASSIGNMENTS:
+            field, flag = ASSIGNMENTS[dest]
+            record[field] = parse_assignments(getattr(args, dest), flag)
+        else:
+            record[dest] = getattr(args, dest)
+    return normalise(record, "command line")
+
+
+def _given(args: argparse.Namespace) -> set[str]:
+    given = getattr(args, "given", None)
+    return set(vars(args)) if given is None else given  # not knowing what was typed, all counts
+
+
+def base_record(args: argparse.Namespace) -> dict:
+    """``RunConfig`` fields from ``--config FILE`` with the explicit options on top."""
+    base = read(args.config) if getattr(args, "config", None) else {}
+    return merge(base, explicit_record(args, _given(args)))
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The ``RunConfig`` of ``ngf run``: defaults ← file ← explicit options."""
+    given = _given(args)
+    config_file, resume = getattr(args, "config", None), getattr(args, "resume", None)
+    if config_file and resume:
+        raise NgfError("--resume DIR repeats DIR's own config; do not pass --config with it")
+    if not resume:
+        return RunConfig(**base_record(args))
+    if "out" in given:
+        raise NgfError("--resume DIR continues the run in DIR; do not pass --out with it")
+    base = {**read(Path(resume) / CONFIG_FILE), "out": str(resume), "resume": True}
+    return RunConfig(**merge(base, explicit_record(args, given)))

@@ -1,0 +1,1 @@
+"""Experiments a researcher runs: compare rules, sweep options, plot curves and layer norms."""

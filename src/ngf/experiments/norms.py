@@ -1,0 +1,62 @@
+"""Per-layer update norms: how much signal each layer gets from a rule.
+
+For a finished run, rebuild its network, rule and state from ``config.toml`` (at
+initialisation) and from its checkpoint (after training), take one batch of training
+data, and compute ‖update_l‖ for every layer l: the Frobenius norm of what
+``local_update`` hands the optimiser (for ``bp``, the gradient of the loss). A
+vanishing backward signal shows as norms falling by orders of magnitude from the
+top layer to the first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+from ngf.core import checkpoint
+from ngf.core.api import RunConfig, _resolve_data, _resolve_model, _resolve_rule, make_optimizer
+from ngf.core.configfile import CONFIG_FILE, read
+from ngf.core.engine import Engine, prepare_inputs
+from ngf.core.init import initialise
+from ngf.core.network import Network
+
+
+def update_norms(net: Network, rule, params, rule_state, x, y) -> list[float]:
+    """‖update_l‖ for each layer l on the batch ``(x, y)``."""
+    def norms(params, rule_state):
+        _, trace = net.forward(params, prepare_inputs(x))
+        signals, state = rule.compute_targets(net, params, trace, y, rule_state)
+        updates, _ = rule.local_update(net, params, trace, signals, state)
+        return jnp.stack([frobenius(u) for u in updates])
+
+    return [float(v) for v in jax.jit(norms)(params, rule_state)]
+
+
+def frobenius(tree) -> jax.Array:
+    """The Frobenius norm over every leaf of ``tree``."""
+    leaves = jax.tree.leaves(tree)
+    return jnp.sqrt(sum(jnp.sum(jnp.square(leaf)) for leaf in leaves)) if leaves else jnp.zeros(())
+
+
+def run_norms(folder: Path, registry, batch: int = 512) -> dict:
+    """``{"init": [...], "final": [...]}``: per-layer update norms of the run in ``folder``."""
+    config = RunConfig(**read(Path(folder) / CONFIG_FILE))
+    rule, _ = _resolve_rule(config, registry)
+    data, _ = _resolve_data(config, registry)
+    model, _ = _resolve_model(config, data, registry)
+    net, params = Network.from_model(model, data.input_shape)
+    params = initialise(params, config.init, config.seed)
+    n_train = len(data.x_train)
+    engine = Engine(net, rule, make_optimizer(config, n_train // config.batch_size), config.batch_size,
+                    n_train, 1)
+    rule_key, _ = jax.random.split(jax.random.key(config.seed))
+    start = engine.init(rule_key, params)
+    x, y = jnp.asarray(data.x_train[:batch]), jnp.asarray(data.y_train[:batch])
+    norms = {"init": update_norms(net, rule, start.params, start.rule_state, x, y)}
+    if (Path(folder) / checkpoint.CHECKPOINT).is_file():
+        end, history = checkpoint.load(Path(folder), start)
+        norms["final"] = update_norms(net, rule, end.params, end.rule_state, x, y)
+        norms["epochs"] = len(history)
+    return norms

@@ -1,0 +1,136 @@
+"""What an experiment runs: every rule × grid point × dataset × seed, each in its own folder.
+
+Grid keys (``--grid KEY=V1,V2,...``), resolved in this order:
+
+1. ``rule.NAME`` or ``model.NAME``: a hyperparameter of the rule or of the model;
+2. a run option, with ``-`` or ``_``: ``lr``, ``batch_size``, ``optimizer``, ``init``,
+   ``schedule``, ``epochs``, ``model``, ...: any field of ``RunConfig`` but the ones the
+   experiment sets itself (``rule``, ``dataset``, ``seed``, ``out``...);
+3. any other plain name: the rule's hyperparameter of that name if the rule has one,
+   else the model's; an error if neither has it.
+
+Values are separated by commas, or by semicolons when a value is itself a list
+(``model.widths=256,256;64,64``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from pathlib import Path
+from typing import NamedTuple
+
+from ngf.core.api import RunConfig
+from ngf.core.errors import NgfError
+from ngf.core.options import MODEL_POSITIONAL, coerce, factory_options
+
+NOT_GRIDDED = ("rule", "dataset", "seed", "out", "overwrite", "resume", "rule_opts", "model_opts")
+
+
+class Planned(NamedTuple):
+    """One run of an experiment."""
+
+    label: str  # the variant: the rule, and the grid point if any
+    dataset: str
+    seed: int
+    folder: Path
+    config: RunConfig
+
+
+def split_list(text: str, flag: str, kind=str) -> list:
+    """``"a,b"`` → ``["a", "b"]``, converted by ``kind``."""
+    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    if not items:
+        raise NgfError(f"{flag} expects a comma-separated list, got {text!r}")
+    try:
+        return [kind(t) for t in items]
+    except ValueError:
+        raise NgfError(f"{flag} expects a comma-separated list of integers, got {text!r}") from None
+
+
+def parse_grid(items) -> list[tuple[str, list[str]]]:
+    """``["lr=1e-3,1e-2", "init=he"]`` → ``[("lr", ["1e-3", "1e-2"]), ("init", ["he"])]``."""
+    grid = []
+    for item in items or ():
+        key, sep, values = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise NgfError(f"--grid expects KEY=V1,V2,..., got {item!r}")
+        parts = [v.strip() for v in values.split(";" if ";" in values else ",") if v.strip()]
+        if not parts:
+            raise NgfError(f"--grid {key} has no values")
+        if key in dict(grid):
+            raise NgfError(f"--grid {key} is given twice")
+        grid.append((key, parts))
+    return grid
+
+
+def _option_names(registry, kind: str, name) -> set[str]:
+    if not isinstance(name, str):
+        return set()
+    skip = MODEL_POSITIONAL if kind == "model" else ()
+    return {o.name for o in factory_options(registry.get(kind, name).factory, skip)}
+
+
+def _set(config: RunConfig, key: str, value: str, registry) -> RunConfig:
+    """``config`` with grid ``key`` set to ``value`` (see the module docstring for the order)."""
+    scope, dot, name = key.partition(".")
+    if dot and scope in ("rule", "model"):
+        field = f"{scope}_opts"
+        return dataclasses.replace(config, **{field: {**getattr(config, field), name: value}})
+    run_key = key.replace("-", "_")
+    fields = {f.name: f for f in dataclasses.fields(RunConfig)}
+    if run_key in fields and run_key not in NOT_GRIDDED:
+        default = fields[run_key].default
+        return dataclasses.replace(config, **{run_key: coerce(value, default, f"--grid {key}")})
+    for scope in ("rule", "model"):
+        if key in _option_names(registry, scope, getattr(config, scope)):
+            return _set(config, f"{scope}.{key}", value, registry)
+    raise NgfError(f"--grid {key}: not a run option, nor an option of rule {config.rule!r} "
+                   f"or model {config.model!r}")
+
+
+def rule_opts_for(rule: str, opts: dict, registry, rules) -> dict:
+    """The ``--rule-opt`` values that apply to ``rule``.
+
+    ``RULE.NAME=VALUE`` applies to that rule only; a plain ``NAME=VALUE`` to every
+    rule of the experiment that has an option ``NAME`` (and at least one must).
+    """
+    mine = {}
+    for key, value in opts.items():
+        owner, dot, name = key.rpartition(".")
+        if dot:
+            if owner == rule:
+                mine[name] = value
+        elif key in _option_names(registry, "rule", rule):
+            mine[key] = value
+        elif not any(key in _option_names(registry, "rule", r) for r in rules):
+            raise NgfError(f"--rule-opt {key}: none of the rules {', '.join(rules)} has that option")
+    return mine
+
+
+def slug(text: str) -> str:
+    """A folder name for a label."""
+    return text.replace(" ", "_").replace("/", "-").replace(",", "+") or "run"
+
+
+def plan(base: RunConfig, rules, datasets, seeds, grid, out: Path, registry) -> list[Planned]:
+    """Every run of the experiment, in order: rule, grid point, dataset, seed."""
+    for kind, names in (("rule", rules), ("dataset", datasets), ("model", [base.model])):
+        for name in names:  # fail on a misspelt name before the first run, not after hours
+            if isinstance(name, str):
+                registry.get(kind, name)
+    runs = []
+    points = list(itertools.product(*[[(k, v) for v in values] for k, values in grid]))
+    for rule in rules:
+        opts = rule_opts_for(rule, base.rule_opts, registry, rules)
+        for point in points:
+            config = dataclasses.replace(base, rule=rule, rule_opts=opts)
+            for key, value in point:
+                config = _set(config, key, value, registry)
+            label = " ".join([rule] + [f"{k}={v}" for k, v in point])
+            for dataset, seed in itertools.product(datasets, seeds):
+                folder = Path(out) / dataset / slug(label) / f"seed{seed}"
+                runs.append(Planned(label, dataset, seed, folder,
+                                    dataclasses.replace(config, dataset=dataset, seed=seed, out=str(folder))))
+    return runs

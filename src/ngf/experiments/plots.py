@@ -1,0 +1,107 @@
+"""Figures (matplotlib, Agg backend): training loss and test accuracy per epoch.
+
+One panel column per dataset, one line per variant: the mean over seeds, with a
+band of ± one standard deviation where there are several seeds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ngf.experiments.results import Result, group, ordered
+
+PANELS = (("train_loss", "training loss"), ("test_accuracy", "test accuracy"))
+
+
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _curve(runs: list[Result], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Epochs, mean and std of ``key`` over the runs (cut to the shortest history)."""
+    n = min(len(r.summary["history"]) for r in runs)
+    values = np.array([[h[key] for h in r.summary["history"][:n]] for r in runs], dtype=float)
+    return np.arange(1, n + 1), values.mean(0), values.std(0)
+
+
+def colours(labels: list[str]) -> dict[str, tuple]:
+    """A fixed colour per label, the same in every panel."""
+    plt = pyplot()
+    cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
+    return {label: cmap(i % cmap.N) for i, label in enumerate(labels)}
+
+
+def curves(results: list[Result], path: Path, title: str = "") -> Path:
+    """Write the loss and accuracy curves of ``results`` to ``path`` (PNG)."""
+    plt = pyplot()
+    datasets = ordered(r.dataset for r in results)
+    labels = ordered(r.label for r in results)
+    colour, groups = colours(labels), group(results)
+    fig, axes = plt.subplots(len(PANELS), len(datasets), figsize=(4.8 * len(datasets), 6.4),
+                             squeeze=False, sharex="col")
+    for col, dataset in enumerate(datasets):
+        for row, (key, name) in enumerate(PANELS):
+            ax = axes[row][col]
+            for label in labels:
+                runs = groups.get((label, dataset))
+                if not runs:
+                    continue
+                x, mean, std = _curve(runs, key)
+                ax.plot(x, mean, marker="o", markersize=3, color=colour[label], label=label)
+                if len(runs) > 1:
+                    ax.fill_between(x, mean - std, mean + std, color=colour[label], alpha=0.2)
+            ax.set_ylabel(name)
+            ax.grid(alpha=0.3)
+            if row == 0:
+                ax.set_title(dataset)
+                ax.set_yscale("log")
+            if row == len(PANELS) - 1:
+                ax.set_xlabel("epoch")
+                ax.xaxis.get_major_locator().set_params(integer=True)
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=min(len(names), 4), fontsize="small", frameon=False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.04 + 0.03 * ((len(names) - 1) // 4), 1, 1))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def layer_norms(labelled: list[tuple[str, dict]], path: Path, title: str = "") -> Path:
+    """Per-layer update norms (log scale), at initialisation and after training, a line per run."""
+    plt = pyplot()
+    stages = [s for s in ("init", "final") if any(s in norms for _, norms in labelled)]
+    labels = ordered(label for label, _ in labelled)
+    colour = colours(labels)
+    fig, axes = plt.subplots(1, len(stages), figsize=(5.2 * len(stages), 4.2), squeeze=False, sharey=True)
+    for ax, stage in zip(axes[0], stages):
+        for label in labels:
+            rows = [norms[stage] for name, norms in labelled if name == label and stage in norms]
+            if rows:
+                values = np.exp(np.log(np.maximum(np.array(rows), 1e-30)).mean(0))  # geometric mean over seeds
+                ax.plot(np.arange(1, len(values) + 1), values, marker="o", markersize=3,
+                        color=colour[label], label=label)
+        ax.set_yscale("log")
+        ax.set_xlabel("layer (1 = input side)")
+        ax.set_title("at initialisation" if stage == "init" else "after training")
+        ax.grid(alpha=0.3, which="both")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    axes[0][0].set_ylabel("‖update‖ per layer")
+    axes[0][-1].legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

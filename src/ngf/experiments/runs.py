@@ -1,0 +1,73 @@
+"""Finished (or still running) runs read back from their folders, labelled by what differs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ngf.core.configfile import CONFIG_FILE, read
+from ngf.core.errors import NgfError
+from ngf.experiments.results import Result
+
+RUN_FILES = ("summary.json", "metrics.jsonl")
+NOT_LABELS = ("seed", "dataset", "out", "overwrite", "resume", "data_dir", "steps_per_call", "log_csv")
+
+
+def find_runs(paths) -> list[Path]:
+    """Run folders: each path that is one, else every run folder below it."""
+    found = []
+    for path in map(Path, paths):
+        if any((path / name).is_file() for name in RUN_FILES):
+            found.append(path)
+            continue
+        below = sorted({p.parent for name in RUN_FILES for p in path.rglob(name)})
+        if not below:
+            raise NgfError(f"{path} holds no run (no summary.json or metrics.jsonl in it or below it)")
+        found.extend(below)
+    return list(dict.fromkeys(found))
+
+
+def load_run(folder: Path) -> tuple[dict, dict]:
+    """``(config record, summary)``; an unfinished run's summary holds its history so far."""
+    summary = None
+    if (folder / "summary.json").is_file():
+        summary = json.loads((folder / "summary.json").read_text())
+    config = read(folder / CONFIG_FILE) if (folder / CONFIG_FILE).is_file() else (summary or {}).get("config", {})
+    if summary is None:
+        lines = (folder / "metrics.jsonl").read_text().splitlines()
+        history = [json.loads(line) for line in lines if line.strip()]
+        if not history:
+            raise NgfError(f"{folder} has no finished epoch yet")
+        summary = {"rule": config.get("rule", "?"), "model": config.get("model", "?"),
+                   "dataset": config.get("dataset", folder.name), "epochs": len(history),
+                   "seed": config.get("seed", 0), "history": history}
+    return config, summary
+
+
+def _flat(config: dict) -> dict:
+    flat = {k: v for k, v in config.items() if not isinstance(v, dict) and k not in NOT_LABELS}
+    for table, prefix in (("rule_opts", "rule."), ("model_opts", "model.")):
+        flat.update({prefix + k: v for k, v in (config.get(table) or {}).items()})
+    return flat
+
+
+def _text(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def auto_labels(configs: list[dict]) -> list[str]:
+    """A label per run: its rule and every option whose value differs between the runs."""
+    flats = [_flat(c) for c in configs]
+    keys = list(dict.fromkeys(k for f in flats for k in f))
+    differing = [k for k in keys if k != "rule" and len({_text(f.get(k)) for f in flats}) > 1]
+    return [" ".join([_text(f.get("rule", "?"))] + [f"{k}={_text(f.get(k))}" for k in differing])
+            for f in flats]
+
+
+def load_results(paths) -> list[Result]:
+    """Every run under ``paths`` as a ``Result``, labelled by ``auto_labels``."""
+    folders = find_runs(paths)
+    loaded = [load_run(folder) for folder in folders]
+    labels = auto_labels([config for config, _ in loaded])
+    return [Result(label, summary.get("dataset", "?"), summary.get("seed", 0), str(folder), summary)
+            for label, folder, (_, summary) in zip(labels, folders, loaded)]
