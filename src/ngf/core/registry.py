@@ -44,8 +44,8 @@ class Entry:
             raise NgfError(one_line(f"{self.kind} {self.name!r} of plugin {self.plugin!r} failed: "
                                     f"{type(exc).__name__}: {exc}")) from exc
         if not isinstance(built, expected):
-            raise NgfError(f"{self.kind} {self.name!r} of plugin {self.plugin!r} returned a "
-                           f"{type(built).__name__}, not a {expected.__name__}")
+            raise NgfError(f"{self.kind} {self.name!r} of plugin {self.plugin!r} returned a value of "
+                           f"type {type(built).__name__}, not a {expected.__name__}")
         return built
 
 
