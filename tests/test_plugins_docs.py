@@ -52,3 +52,10 @@ def test_worked_rule_example_registers_and_computes():
     assert not np.allclose(first[0], second[0])  # magnitudes redrawn at every step
     updates, _ = rule.local_update(net, params, trace, second, state)
     assert jax.tree.structure(updates) == jax.tree.structure(params)
+
+
+def test_ci_installs_the_example_plugin():
+    readme = (ROOT / "README.md").read_text()
+    command = re.search(r"<!-- test-command -->\n```bash\n(.*?)\n```", readme, re.S).group(1)
+    assert "\n" not in command and "-e examples/ngf-signsym" in command
+    assert (ROOT / "examples" / "ngf-signsym" / "pyproject.toml").is_file()
