@@ -33,7 +33,7 @@ def ngf_epoch_end(config, record):
     if path is None:
         return
     with open(path, "a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(record))
+        writer = csv.DictWriter(handle, fieldnames=list(record), extrasaction="ignore")
         if handle.tell() == 0:
             writer.writeheader()
         writer.writerow(record)
