@@ -73,8 +73,8 @@ def main(argv=None) -> int:
 
     console = ui.make_console()
     try:
-        registry = ui.load_and_report(console, args.global_plugin + args.plugin,
-                                      args.global_block_plugin + args.block_plugin)
+        registry = ui.load_and_report(console, args.global_plugin + getattr(args, "plugin", []),
+                                      args.global_block_plugin + getattr(args, "block_plugin", []))
         if args.command == "run":
             ui.run_command(args, registry, console)
         elif args.command == "plugins":
