@@ -1,0 +1,82 @@
+"""python -m benchmarks: ngf's speed and memory, as ratios measured side by side in one run.
+
+    NGF_DATA_DIR=../shared/datasets python -m benchmarks [--quick] [--sections rules,torch] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+SECTIONS = ("handwritten", "rules", "torch", "memory", "scaling")
+
+
+def _ints(text: str) -> tuple:
+    return tuple(int(v) for v in text.split(",") if v)
+
+
+def _names(text: str) -> tuple:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def parse(argv=None):
+    from benchmarks.common import Settings
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    p.add_argument("--sections", type=_names, default=SECTIONS,
+                   help=f"comma-separated, of {','.join(SECTIONS)} (default: all)")
+    p.add_argument("--models", type=_names, default=("mlp", "cnn"), help="mlp, cnn or both (default)")
+    p.add_argument("--quick", action="store_true",
+                   help="fewer epochs, smaller subsets on a CPU, fewer scaling points and memory probes")
+    p.add_argument("--epochs", type=int, help="timed epochs after the warm-up (default 5; quick 3)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed epochs first (compilation included)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--data", default="mnist", help="mnist (found through $NGF_DATA_DIR) or synthetic")
+    p.add_argument("--mlp-examples", type=int, help="training examples per mlp epoch (default: all 60000; "
+                   "on a CPU in quick mode 15000)")
+    p.add_argument("--cnn-examples", type=int, help="training examples per cnn epoch (default: all on an "
+                   "accelerator; on a CPU 15000, quick 5000)")
+    p.add_argument("--scaling-examples", type=int, help="examples per timed epoch in the scaling sweeps")
+    p.add_argument("--rules", type=_names, default=(), help="rules to time (default: every built-in one)")
+    p.add_argument("--widths", type=_ints, default=Settings.widths, help="mlp widths of the scaling sweep")
+    p.add_argument("--batches", type=_ints, default=Settings.batches, help="batch sizes of the scaling sweep")
+    p.add_argument("--threads", type=int, help="PyTorch's threads (default: every core, as XLA uses)")
+    p.add_argument("--json", metavar="OUT", help="also write every number, machine-readable, to OUT")
+    p.add_argument("--png", default=Settings.png, help="where the scaling plot goes ('' for none)")
+    args = p.parse_args(argv)
+    unknown = set(args.sections) - set(SECTIONS)
+    if unknown:
+        p.error(f"unknown section(s) {', '.join(sorted(unknown))}; valid: {', '.join(SECTIONS)}")
+    if set(args.models) - {"mlp", "cnn"}:
+        p.error("--models takes mlp, cnn or both")
+    settings = Settings(sections=args.sections, quick=args.quick, epochs=args.epochs, warmup=args.warmup,
+                        batch_size=args.batch_size, data=args.data, mlp_examples=args.mlp_examples,
+                        cnn_examples=args.cnn_examples, scaling_examples=args.scaling_examples,
+                        rules=args.rules, widths=args.widths, batches=args.batches, json=args.json,
+                        png=args.png or None, threads=args.threads)
+    return settings, args.models
+
+
+def main(argv=None) -> dict:
+    # JAX would take 75% of a GPU's memory at start, leaving PyTorch too little beside it.
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    settings, models = parse(argv)
+    import jax
+
+    from benchmarks import report, suite
+    from benchmarks.common import resolve
+    settings = resolve(settings, jax.default_backend())
+    if settings.png:
+        Path(settings.png).parent.mkdir(parents=True, exist_ok=True)
+    result = suite.run(settings, models)
+    print(report.render(result))
+    if settings.json:
+        Path(settings.json).write_text(json.dumps(result, indent=1, default=str) + "\n")
+        print(f"\nwrote {settings.json}", file=sys.stderr)
+    return result
+
+
+if __name__ == "__main__":
+    main()

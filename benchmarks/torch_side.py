@@ -1,0 +1,184 @@
+"""PyTorch eager contenders: the same mlp and LeNet-5 trained with bp, fa or dfa.
+
+The way one would write it by hand in PyTorch: a module, ``torch.optim.Adam``, and a
+loop of forward, ``loss.backward()`` and ``step()``, with the data on the device and
+batches drawn from a permutation there. Feedback alignment is a custom
+``autograd.Function`` per layer whose backward sends the error through a fixed random
+B instead of the forward weights; direct feedback alignment detaches every layer from
+the one below and hands each hidden output e·Dᵀ from one ``autograd.Function`` at the
+logits (DESIGN.md §3).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+
+from benchmarks.common import Dataset, Settings
+
+
+def available() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+def device_name() -> str:
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _define():
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class FALinear(torch.autograd.Function):
+        """y = x Wᵀ + b; backward sends δ through B, not W (Lillicrap et al. 2016)."""
+
+        @staticmethod
+        def forward(ctx, x, w, b, feedback):
+            ctx.save_for_backward(x, feedback)
+            return F.linear(x, w, b)
+
+        @staticmethod
+        def backward(ctx, g):
+            x, feedback = ctx.saved_tensors
+            gx = g @ feedback if ctx.needs_input_grad[0] else None
+            return gx, g.t() @ x, g.sum(0), None
+
+    class FAConv(torch.autograd.Function):
+        """A convolution whose input gradient is the transposed convolution with B."""
+
+        @staticmethod
+        def forward(ctx, x, w, b, feedback, padding):
+            ctx.save_for_backward(x, feedback)
+            ctx.padding, ctx.w_shape = padding, w.shape
+            return F.conv2d(x, w, b, padding=padding)
+
+        @staticmethod
+        def backward(ctx, g):
+            x, feedback = ctx.saved_tensors
+            gx = None
+            if ctx.needs_input_grad[0]:
+                gx = torch.nn.grad.conv2d_input(x.shape, feedback, g, padding=ctx.padding)
+            gw = torch.nn.grad.conv2d_weight(x, ctx.w_shape, g, padding=ctx.padding)
+            return gx, gw, g.sum((0, 2, 3)), None, None
+
+    class DFAOutput(torch.autograd.Function):
+        """Identity on the logits; backward gives each hidden output z^l the gradient e·D_lᵀ."""
+
+        @staticmethod
+        def forward(ctx, logits, feedback, *hidden):
+            ctx.feedback, ctx.shapes = feedback, [h.shape for h in hidden]
+            return logits.view_as(logits)
+
+        @staticmethod
+        def backward(ctx, e):
+            return (e, None) + tuple((e @ d.t()).view(s) for d, s in zip(ctx.feedback, ctx.shapes))
+
+    class Layer(nn.Module):
+        """A dense or convolutional map a_l with its activation f_l, as in ngf's models."""
+
+        def __init__(self, make, act, pool: bool, rule: str, padding: int = 0):
+            super().__init__()
+            self.map, self.act, self.pool, self.rule, self.padding = make, act, pool, rule, padding
+            if rule == "fa":
+                w = self.map.weight
+                self.register_buffer("feedback", torch.randn_like(w) * math.sqrt(2.0 / sum(w.shape[:2])))
+
+        def forward(self, z):
+            m = self.map
+            if isinstance(m, nn.Linear):
+                z = z.flatten(1)
+                h = FALinear.apply(z, m.weight, m.bias, self.feedback) if self.rule == "fa" else m(z)
+            else:
+                h = FAConv.apply(z, m.weight, m.bias, self.feedback, self.padding) if self.rule == "fa" else m(z)
+            z = self.act(h)
+            return F.max_pool2d(z, 2) if self.pool else z
+
+    class Net(nn.Module):
+        def __init__(self, layers, rule: str, hidden_sizes: list[int]):
+            super().__init__()
+            self.layers, self.rule = nn.ModuleList(layers), rule
+            if rule == "dfa":
+                for i, size in enumerate(hidden_sizes):
+                    self.register_buffer(f"d{i}", torch.randn(size, 10) * math.sqrt(2.0 / (size + 10)))
+
+        def forward(self, x):
+            if self.rule != "dfa":
+                for layer in self.layers:
+                    x = layer(x)
+                return x
+            hidden = []
+            for layer in self.layers[:-1]:  # every layer learns from e alone: cut the path below
+                x = layer(x.detach())
+                hidden.append(x)
+            logits = self.layers[-1](x.detach())
+            feedback = [getattr(self, f"d{i}") for i in range(len(hidden))]
+            return DFAOutput.apply(logits, feedback, *hidden)
+
+    def mlp(rule):
+        relu = torch.relu
+        layers = [Layer(nn.Linear(784, 512), relu, False, rule), Layer(nn.Linear(512, 512), relu, False, rule),
+                  Layer(nn.Linear(512, 10), lambda h: h, False, rule)]
+        return Net(layers, rule, [512, 512])
+
+    def cnn(rule):
+        relu = torch.relu
+        layers = [Layer(nn.Conv2d(1, 6, 5, padding=2), relu, True, rule, 2),
+                  Layer(nn.Conv2d(6, 16, 5), relu, True, rule, 0),
+                  Layer(nn.Linear(400, 120), relu, False, rule), Layer(nn.Linear(120, 84), relu, False, rule),
+                  Layer(nn.Linear(84, 10), lambda h: h, False, rule)]
+        return Net(layers, rule, [6 * 14 * 14, 400, 120, 84])
+
+    return {"mlp": mlp, "cnn": cnn}
+
+
+_MODELS = None
+
+
+def models():
+    global _MODELS
+    if _MODELS is None:
+        _MODELS = _define()
+    return _MODELS
+
+
+def torch_contender(rule: str, model: str, data: Dataset, settings: Settings):
+    """One PyTorch eager epoch per call, synchronised at its end by fetching the summed loss."""
+    import torch
+    import torch.nn.functional as F
+    torch.set_num_threads(settings.threads)
+    torch.manual_seed(0)
+    device = device_name()
+    net = models()[model](rule).to(device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=settings.lr)
+    x = torch.as_tensor(data.x).permute(0, 3, 1, 2).contiguous().to(device)  # NCHW, uint8
+    y = torch.as_tensor(data.y).long().to(device)
+    batch, n_steps = settings.batch_size, len(data.x) // settings.batch_size
+    generator = torch.Generator(device=device)
+
+    def epoch(i: int) -> None:
+        generator.manual_seed(i)
+        perm = torch.randperm(len(x), device=device, generator=generator)
+        total = torch.zeros((), device=device)
+        for s in range(n_steps):
+            rows = perm[s * batch:(s + 1) * batch]
+            loss = F.cross_entropy(net(x[rows].float() / 255.0), y[rows])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.detach()
+        total.item()
+
+    return epoch
+
+
+def build(spec: str, data: Dataset, settings: Settings):
+    """A contender from ``torch:RULE:MODEL``."""
+    _, rule, model = spec.split(":")
+    return torch_contender(rule, model, data, settings)
+
+
+def device_peak_bytes() -> int | None:
+    import torch
+    return torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None
