@@ -34,6 +34,8 @@ def _run_parser(sub) -> None:
                    help="model option (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     p.add_argument("--log-csv", default=None, metavar="PATH", help="also write one CSV row per epoch to PATH")
+    p.add_argument("--track-alignment", action="store_true",
+                   help="record each layer's angle to the bp gradient every epoch, on a fixed batch")
     p.add_argument("--schedule", default="cosine", help="learning-rate schedule: cosine or constant")
     p.add_argument("--init", default="default", metavar="NAME[:SCALE]",
                    help="weight initialisation: default, zeros, normal, uniform, glorot, he, lecun, orthogonal...")

@@ -83,11 +83,23 @@ def results_table(summary: dict) -> Table:
     return table
 
 
+def alignment_table(summary: dict) -> Table:
+    """Each layer's angle to the bp gradient at the last epoch (``--track-alignment``)."""
+    table = Table(title="alignment with bp (last epoch, fixed batch)")
+    for column in ("layer", "angle (degrees)"):
+        table.add_column(column)
+    for layer, angle in enumerate(summary["alignment_degrees"], start=1):
+        table.add_row(str(layer), "—" if angle is None else f"{angle:.1f}")
+    return table
+
+
 def run_command(args, registry: Registry, console: Console) -> dict:
     """``ngf run``: build the config from the arguments, train, show the results."""
     config = config_from_args(args)
     summary = run(config, registry=registry, callbacks=RichCallbacks(console, config.epochs, args.quiet))
     console.print(results_table(summary))
+    if summary.get("alignment_degrees") is not None:
+        console.print(alignment_table(summary))
     if config.out:
         console.print(f"wrote {config.out}/summary.json, metrics.jsonl, config.toml and checkpoint.msgpack")
     return summary

@@ -16,6 +16,7 @@ import optax
 from flax import nnx
 
 from ngf.core import checkpoint, configfile
+from ngf.core.alignment import alignment_tracker
 from ngf.core.data import DataSplits
 from ngf.core.engine import Engine, choose_steps_per_call
 from ngf.core.errors import NgfError, unknown_name
@@ -69,6 +70,7 @@ class RunConfig:
     log_csv: str | None = None  # the csv logger plugin writes one row per epoch here
     init: str = "default"  # NAME[:SCALE], see ngf.core.init
     resume: bool = False  # continue from out's checkpoint
+    track_alignment: bool = False  # per-layer angle to the bp gradient each epoch, on a fixed batch
     rule_opts: dict = dataclasses.field(default_factory=dict)
     model_opts: dict = dataclasses.field(default_factory=dict)
 
@@ -206,6 +208,8 @@ def _train(config, rule, model, data: DataSplits, out, names: dict, callbacks: C
     callbacks.on_start({**names, "steps_per_epoch": engine.n_steps, "steps_per_call": engine.steps_per_call,
                         "device": f"{n_devices} × {jax.devices()[0].device_kind}"})
     progress = callbacks.on_progress if callbacks.wants_progress else None
+    track = (alignment_tracker(net, rule, x_train[:config.batch_size], y_train[:config.batch_size])
+             if config.track_alignment else None)
     for epoch in range(len(history) + 1, config.epochs + 1):
         t0 = time.perf_counter()
         state, train = engine.train_epoch(state, x_train, y_train, jax.random.fold_in(data_key, epoch), progress)
@@ -213,6 +217,8 @@ def _train(config, rule, model, data: DataSplits, out, names: dict, callbacks: C
         test = engine.evaluate(state.params, x_test, y_test)
         record = {"epoch": epoch, **train, "test_loss": test["loss"], "test_accuracy": test["accuracy"],
                   "seconds": seconds}
+        if track is not None:  # outside the timed epoch: one jitted call on the first training batch
+            record["alignment_degrees"] = track(state)
         history.append(record)
         if out is not None:
             with open(out / "metrics.jsonl", "a") as handle:
@@ -221,7 +227,8 @@ def _train(config, rule, model, data: DataSplits, out, names: dict, callbacks: C
         callbacks.on_epoch(record)
     last = history[-1]
     summary = {**names, "epochs": config.epochs, "seed": config.seed,
-               **{k: last[k] for k in ("train_accuracy", "test_accuracy", "train_loss", "test_loss")},
+               **{k: last[k] for k in ("train_accuracy", "test_accuracy", "train_loss", "test_loss",
+                                       "alignment_degrees") if k in last},
                "epoch_seconds": [r["seconds"] for r in history],
                "wall_seconds": time.perf_counter() - started,
                "config": _config_record(config, names), "history": history}

@@ -84,7 +84,11 @@ def initialise(params: tuple, spec: str, seed: int) -> tuple:
         return params
     initializer = SCHEMES[name].make(scale)
     leaves, treedef = jax.tree.flatten(params)
-    keys = jax.random.split(jax.random.fold_in(jax.random.key(seed), INIT_STREAM), max(len(leaves), 1))
-    fresh = [initializer(k, leaf.shape, leaf.dtype) if leaf.ndim >= 2 else jnp.zeros_like(leaf)
-             for k, leaf in zip(keys, leaves)]
-    return jax.tree.unflatten(treedef, fresh)
+
+    @jax.jit  # one compilation instead of one per operation per leaf
+    def draw(key):
+        keys = jax.random.split(jax.random.fold_in(key, INIT_STREAM), max(len(leaves), 1))
+        return [initializer(k, leaf.shape, leaf.dtype) if leaf.ndim >= 2 else jnp.zeros_like(leaf)
+                for k, leaf in zip(keys, leaves)]
+
+    return jax.tree.unflatten(treedef, draw(jax.random.key(seed)))

@@ -6,6 +6,7 @@ BUILTIN_PLUGINS = (
     "ngf.plugins.fa",
     "ngf.plugins.dfa",
     "ngf.plugins.dtp",
+    "ngf.plugins.local_search",
     "ngf.plugins.models",
     "ngf.plugins.resnet_plugin",
     "ngf.plugins.datasets",

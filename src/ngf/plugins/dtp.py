@@ -61,7 +61,7 @@ def inverse(net, l: int, inv: Inverse, trace, v: jax.Array, pre: jax.Array | Non
     pre = trace[l].pre if pre is None else pre
     if v.shape != pre.shape:  # f_l pooled: unpool through its vjp to reach h^l's shape
         v = net.activation_vjp(l, pre, v)
-    back = net.input_vjp(l, inv.omega, trace[l].inputs, v) + inv.bias
+    back = net.input_vjp(l, inv.omega, trace[l].inputs, v) + inv.bias[None]  # c_l, per example
     below = trace[l - 1]
     if below.pre.shape != below.out.shape:  # σ_{l-1} pools: it cannot take z^{l-1}'s shape
         return back

@@ -1,0 +1,135 @@
+"""Local search (``local-search``), after Aly, Guadagni and Dugan 2019 (DESIGN.md §3).
+
+No derivatives: each step draws K sparse random perturbations of the parameters,
+evaluates the batch loss of all K at once (one ``vmap`` over the network), and
+proposes the best one only if it beats the current batch loss. The rule applies its
+change directly (``applies_directly``); the optimiser and learning rate are unused.
+
+The parameters are handled as one flat vector (``ravel_pytree``), so any layer type
+works: a candidate touches a random subset of coordinates, drawn from the whole
+network (``mode="coordinates"``) or from one layer at a time, in turn (``mode="layer"``).
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from ngf.core.errors import NgfError
+from ngf.core.hookspecs import hookimpl
+from ngf.core.network import cross_entropy
+from ngf.core.rule import LearningRule
+
+MODES = ("coordinates", "layer")
+SCHEDULES = ("fixed", "adaptive")
+
+
+class SearchState(NamedTuple):
+    """The random key, the current σ, the step count (which picks the layer in turn), steps accepted."""
+
+    key: jax.Array
+    sigma: jax.Array
+    step: jax.Array
+    accepted: jax.Array
+
+
+def _check(name: str, value: str, valid: tuple) -> None:
+    if value not in valid:
+        raise NgfError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
+
+
+def layer_blocks(params, fraction: float) -> list[tuple[int, int, int]]:
+    """(offset, size, coordinates to draw) of each layer that has parameters, in the flat vector."""
+    blocks, offset = [], 0
+    for theta in params:
+        size = sum(leaf.size for leaf in jax.tree.leaves(theta))
+        if size:
+            blocks.append((offset, size, max(1, round(fraction * size))))
+        offset += size
+    return blocks
+
+
+def draw_subsets(key, blocks, choice: jax.Array, candidates: int) -> tuple[jax.Array, jax.Array]:
+    """Coordinates (indices into the flat vector) and a 0/1 mask per candidate, in block ``choice``.
+
+    Blocks draw different numbers of coordinates; all are padded to the largest, masked out.
+    """
+    offsets, sizes, counts = (jnp.array(column) for column in zip(*blocks))
+    width = max(b[2] for b in blocks)
+    index = offsets[choice] + jax.random.randint(key, (candidates, width), 0, sizes[choice])
+    mask = (jnp.arange(width) < counts[choice]).astype(jnp.float32)
+    return index, jnp.broadcast_to(mask, (candidates, width))
+
+
+def local_search(
+    candidates: int = 32,
+    fraction: float = 0.02,
+    sigma: float = 0.05,
+    mode: str = "coordinates",
+    schedule: str = "fixed",
+    adapt_rate: float = 0.1,
+    success_target: float = 0.2,
+    sigma_min: float = 1e-4,
+    sigma_max: float = 1.0,
+) -> LearningRule:
+    """Best-of-K random search on a subset of the weights.
+
+    Args:
+      candidates: K, the perturbations tried (and evaluated at once) each step.
+      fraction: p, the fraction of coordinates each candidate perturbs (of the chosen layer in mode ``layer``).
+      sigma: σ, the standard deviation of each perturbed coordinate's change (the initial σ if adaptive).
+      mode: ``coordinates`` draws from the whole network; ``layer`` from one layer at a time, in turn.
+      schedule: ``fixed`` σ, or ``adaptive``: σ ← σ·exp(rate·(success − target)) after each step.
+      adapt_rate: the rate of the adaptive schedule.
+      success_target: the fraction of candidates beating the current loss that the adaptive schedule steers to (Rechenberg: 1/5).
+      sigma_min: the smallest σ the adaptive schedule reaches.
+      sigma_max: the largest σ the adaptive schedule reaches.
+    """
+    _check("mode", mode, MODES)
+    _check("schedule", schedule, SCHEDULES)
+    if candidates < 1 or not 0 < fraction <= 1:
+        raise NgfError("local-search needs candidates ≥ 1 and 0 < fraction ≤ 1")
+
+    def init(key, net, params):
+        # distinct buffers: the engine donates the state, and one buffer cannot be donated twice
+        return SearchState(key, jnp.asarray(sigma, jnp.float32), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+
+    def compute_targets(net, params, trace, labels, state):
+        flat, unravel = ravel_pytree(params)
+        x, current = trace[0].inputs, jnp.mean(cross_entropy(trace[-1].pre, labels))
+        if mode == "layer":
+            blocks = layer_blocks(params, fraction)
+            choice = state.step % len(blocks)
+        else:
+            blocks, choice = [(0, flat.size, max(1, round(fraction * flat.size)))], 0
+        key, k_index, k_noise = jax.random.split(state.key, 3)
+        index, mask = draw_subsets(k_index, blocks, choice, candidates)
+        steps = state.sigma * mask * jax.random.normal(k_noise, index.shape, flat.dtype)
+
+        def batch_loss(i, s):  # the batch loss with one candidate's change applied
+            return jnp.mean(cross_entropy(net.logits(unravel(flat.at[i].add(s)), x), labels))
+
+        losses = jax.vmap(batch_loss)(index, steps)
+        best = jnp.argmin(losses)
+        accept = losses[best] < current  # never take a step that does not lower the batch loss
+        change = jnp.zeros_like(flat).at[index[best]].add(jnp.where(accept, steps[best], 0.0))
+        new_sigma = state.sigma
+        if schedule == "adaptive":  # σ ← σ·exp(rate·(success − target)), within [σ_min, σ_max]
+            # success: the fraction of candidates that beat the current loss (Rechenberg's 1/5
+            # rule counts single candidates; the best of K nearly always succeeds, whatever σ)
+            success = jnp.mean((losses < current).astype(jnp.float32))
+            grow = jnp.exp(adapt_rate * (success - success_target))
+            new_sigma = jnp.clip(state.sigma * grow, sigma_min, sigma_max)
+        return unravel(change), SearchState(key, new_sigma, state.step + 1, state.accepted + accept)
+
+    def local_update(net, params, trace, change, state):
+        return change, state
+
+    return LearningRule(init, compute_targets, local_update, applies_directly=True)
+
+
+@hookimpl
+def ngf_register_rules():
+    """Register ``local-search``."""
+    return {"local-search": local_search}
