@@ -61,6 +61,7 @@ def test_sweep_over_run_options_and_rule_hyperparameters(tmp_path):
     config = read(out / runs[-1]["folder"] / "config.toml")
     assert config["lr"] == 0.01 and config["rule_opts"]["beta"] == 0.5 and config["init"] == "zeros"
     assert len(_table_rows((out / "results.md").read_text())) == 4
+    assert (out / "sensitivity-lr.png").read_bytes().startswith(PNG)  # lr is numeric: accuracy against it
 
 
 def test_plot_and_norms_of_finished_runs(tmp_path, capsys):

@@ -35,6 +35,7 @@ class Planned(NamedTuple):
     seed: int
     folder: Path
     config: RunConfig
+    point: tuple = ()  # the grid point: ((key, value text), ...)
 
 
 def split_list(text: str, flag: str, kind=str) -> list:
@@ -132,5 +133,6 @@ def plan(base: RunConfig, rules, datasets, seeds, grid, out: Path, registry) -> 
             for dataset, seed in itertools.product(datasets, seeds):
                 folder = Path(out) / dataset / slug(label) / f"seed{seed}"
                 runs.append(Planned(label, dataset, seed, folder,
-                                    dataclasses.replace(config, dataset=dataset, seed=seed, out=str(folder))))
+                                    dataclasses.replace(config, dataset=dataset, seed=seed, out=str(folder)),
+                                    point))
     return runs

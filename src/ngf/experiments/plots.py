@@ -78,6 +78,18 @@ def curves(results: list[Result], path: Path, title: str = "") -> Path:
     return path
 
 
+def _save(fig, axes, ylabel: str, title: str, path: Path) -> Path:
+    """Label, legend and title a one-row figure, write it to ``path`` and close it."""
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][-1].legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    pyplot().close(fig)
+    return Path(path)
+
+
 def layer_norms(labelled: list[tuple[str, dict]], path: Path, title: str = "") -> Path:
     """Per-layer update norms (log scale), at initialisation and after training, a line per run."""
     plt = pyplot()
@@ -97,11 +109,34 @@ def layer_norms(labelled: list[tuple[str, dict]], path: Path, title: str = "") -
         ax.set_title("at initialisation" if stage == "init" else "after training")
         ax.grid(alpha=0.3, which="both")
         ax.xaxis.get_major_locator().set_params(integer=True)
-    axes[0][0].set_ylabel("‖update‖ per layer")
-    axes[0][-1].legend(fontsize="small")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, axes, "‖update‖ per layer", title, path)
+
+
+def sensitivity(points: dict[tuple[str, str], list[tuple[float, float]]], key: str, path: Path,
+                title: str = "") -> Path:
+    """Final test accuracy against a swept value: a panel per dataset, a line per series.
+
+    ``points`` maps (series label, dataset) to (value, accuracy) pairs, one per run;
+    runs with the same value (seeds) are averaged, with ± one standard deviation as bars.
+    """
+    plt = pyplot()
+    datasets = ordered(d for _, d in points)
+    labels = ordered(label for label, _ in points)
+    colour = colours(labels)
+    values = [x for pairs in points.values() for x, _ in pairs]
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.8 * len(datasets), 4.0), squeeze=False, sharey=True)
+    for ax, dataset in zip(axes[0], datasets):
+        for label in labels:
+            pairs = points.get((label, dataset), [])
+            xs = sorted({x for x, _ in pairs})
+            if not xs:
+                continue
+            accs = [[a for x, a in pairs if x == v] for v in xs]
+            ax.errorbar(xs, [np.mean(a) for a in accs], yerr=[np.std(a) for a in accs], marker="o",
+                        markersize=4, capsize=3, color=colour[label], label=label)
+        if min(values) > 0 and max(values) / min(values) >= 100:
+            ax.set_xscale("log")
+        ax.set_xlabel(key)
+        ax.set_title(dataset)
+        ax.grid(alpha=0.3)
+    return _save(fig, axes, "final test accuracy", title, path)
