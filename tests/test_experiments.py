@@ -105,3 +105,12 @@ def test_compare_on_real_data(tmp_path):
     runs = _rows(out / "results.csv")
     assert len(runs) == 4 and all(0 <= float(r["test_accuracy"]) <= 1 for r in runs)
     assert all(float(r["test_accuracy"]) > 0.5 for r in runs if r["rule"] == "bp")
+
+
+def test_plot_labels_name_only_what_differs():
+    from ngf.experiments.runs import auto_labels
+
+    configs = [{"rule": "bp", "lr": 0.1, "seed": 0, "rule_opts": {}},
+               {"rule": "lra", "lr": 0.1, "seed": 1, "rule_opts": {"beta": 0.1}},
+               {"rule": "lra", "lr": 0.01, "seed": 0, "rule_opts": {"beta": 0.5}, "init": "he"}]
+    assert auto_labels(configs) == ["bp lr=0.1", "lra lr=0.1 rule.beta=0.1", "lra lr=0.01 rule.beta=0.5"]

@@ -55,12 +55,22 @@ def _text(value) -> str:
     return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
+def _differs(flats: list[dict], key: str) -> bool:
+    """Whether runs that have ``key`` disagree on it; a rule's options only among runs of that rule."""
+    groups: dict = {}
+    for flat in flats:
+        if key in flat:
+            owner = _text(flat.get("rule")) if key.startswith("rule.") else ""
+            groups.setdefault(owner, set()).add(_text(flat[key]))
+    return any(len(values) > 1 for values in groups.values())
+
+
 def auto_labels(configs: list[dict]) -> list[str]:
     """A label per run: its rule and every option whose value differs between the runs."""
     flats = [_flat(c) for c in configs]
     keys = list(dict.fromkeys(k for f in flats for k in f))
-    differing = [k for k in keys if k != "rule" and len({_text(f.get(k)) for f in flats}) > 1]
-    return [" ".join([_text(f.get("rule", "?"))] + [f"{k}={_text(f.get(k))}" for k in differing])
+    differing = [k for k in keys if k != "rule" and _differs(flats, k)]
+    return [" ".join([_text(f.get("rule", "?"))] + [f"{k}={_text(f[k])}" for k in differing if k in f])
             for f in flats]
 
 
