@@ -83,7 +83,7 @@ def write_npz(path, n_classes=3):
 
 def test_npz_dataset_and_signsym_mlp_train(tmp_path, monkeypatch):
     monkeypatch.setenv("NGF_NPZ_PATH", str(write_npz(tmp_path / "tiny.npz")))
-    summary = ngf.run(rule="frsf", model="signsym-mlp", dataset="npz", epochs=2, batch_size=16,
+    summary = ngf.run(rule="frsf", model="signsym-mlp", dataset="npz", epochs=1, batch_size=16,
                       model_opts={"widths": "8,8"})
     assert summary["dataset"] == "npz" and np.isfinite(summary["test_loss"])
 
