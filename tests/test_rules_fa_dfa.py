@@ -1,7 +1,6 @@
 """fa and dfa against hand computations on a few units, and their locality (DESIGN.md §3)."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
@@ -12,57 +11,7 @@ from ngf.models import mlp
 from ngf.plugins.bp import bp
 from ngf.plugins.dfa import dfa
 from ngf.plugins.fa import fa
-
-
-def tiny_network(widths=(4,)):
-    model = mlp(input_shape=(3,), n_classes=2, rngs=nnx.Rngs(0), widths=widths, activation="tanh")
-    return Network.from_model(model, (3,))
-
-
-def batch():
-    x = jnp.array([[0.5, -1.0, 2.0], [1.5, 0.2, -0.3], [-0.7, 0.9, 0.1]], jnp.float32)
-    return x, jnp.array([1, 0, 1])
-
-
-def kernel(theta):
-    return np.asarray(theta["linear"]["kernel"])
-
-
-def bias(theta):
-    return np.asarray(theta["linear"]["bias"])
-
-
-def numpy_forward(params, x):
-    """z^0 … and h^1 … of a tanh mlp, and the output error e, in numpy."""
-    zs, hs, z = [np.asarray(x)], [], np.asarray(x)
-    for l, theta in enumerate(params):
-        h = z @ kernel(theta) + bias(theta)
-        hs.append(h)
-        z = np.tanh(h) if l < len(params) - 1 else h
-        zs.append(z)
-    return zs, hs
-
-
-def output_error(logits, y):
-    p = np.exp(logits - logits.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)
-    return p - np.eye(p.shape[1])[np.asarray(y)]
-
-
-def run_rule(rule, net, params, x, y):
-    state = rule.init(jax.random.key(3), net, params)
-    _, trace = net.forward(params, x)
-    signals, state = rule.compute_targets(net, params, trace, y, state)
-    updates, state = rule.local_update(net, params, trace, signals, state)
-    return signals, updates, state
-
-
-def assert_updates(updates, zs, deltas):
-    """ΔW_l = z^{l-1}ᵀδ^l / batch and Δb_l = mean δ^l (the per-example signals, averaged)."""
-    n = zs[0].shape[0]
-    for l, d in enumerate(deltas):
-        np.testing.assert_allclose(kernel(updates[l]), zs[l].T @ d / n, rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(bias(updates[l]), d.mean(0), rtol=1e-5, atol=1e-6)
+from ngf_tiny_mlp import assert_updates, batch, kernel, numpy_forward, output_error, run_rule, tiny_network
 
 
 @pytest.mark.parametrize("dist", ["normal", "uniform"])

@@ -1,0 +1,111 @@
+"""dtp: difference targets and the inverses' reconstruction gradient by hand, and that the inverses learn."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from ngf.core.network import Network
+from ngf.models.conv import Conv, Pooled
+from ngf.models.layers import Dense, Sequential
+from ngf.plugins.dtp import dtp, inverse, inverse_gradients, reconstruction_loss
+from ngf_tiny_mlp import assert_updates, batch, kernel, numpy_forward, output_error, run_rule, tiny_network
+
+ETA_HAT = 0.3
+
+
+def g_numpy(inv, v):
+    """g(v) = tanh(ωᵀ-map of v + c) for a dense layer: J^T(ω, v) = v ωᵀ."""
+    return np.tanh(v @ kernel(inv.omega).T + np.asarray(inv.bias))
+
+
+def test_targets_and_updates_match_hand_computation():
+    net, params = tiny_network(widths=(4, 3))
+    x, y = batch()
+    deltas, updates, _ = run_rule(dtp(eta_hat=ETA_HAT), net, params, x, y)
+    inv = dtp(eta_hat=ETA_HAT).init(jax.random.key(3), net, params).inverses[1]
+    zs, hs = numpy_forward(params, x)
+    e = output_error(hs[-1], y)
+    y2 = zs[2] - ETA_HAT * e @ kernel(params[2]).T                  # ŷ^{L-1} = z^{L-1} − η̂ ∂L/∂z^{L-1}
+    y1 = zs[1] + g_numpy(inv, y2) - g_numpy(inv, zs[2])             # ŷ^{l-1} = z^{l-1} + g(ŷ^l) − g(z^l)
+    expected = [(1 - zs[1] ** 2) * (zs[1] - y1),                    # δ^l = f'(h^l) ⊙ (z^l − ŷ^l)
+                (1 - zs[2] ** 2) * (zs[2] - y2), e]
+    for got, want in zip(deltas, expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert_updates(updates, zs, expected)
+
+
+def test_only_layers_between_hidden_layers_have_inverses():
+    net, params = tiny_network(widths=(4, 3, 5))
+    state = dtp().init(jax.random.key(0), net, params)
+    assert [inv is not None for inv in state.inverses] == [False, True, True, False]
+    assert state.inverses[1].bias.shape == (4,)  # c_l is shaped like z^{l-1}
+    assert jax.tree.structure(state.inverses[2].omega) == jax.tree.structure(params[2])
+
+
+def test_reconstruction_gradient_matches_hand_computation():
+    net, params = tiny_network(widths=(4, 3))
+    x, _ = batch()
+    inv = dtp().init(jax.random.key(1), net, params).inverses[1]
+    inv = inv._replace(bias=jnp.array([0.1, -0.2, 0.3, 0.05]))
+    _, trace = net.forward(params, x)
+    grads = inverse_gradients(net, params, trace, (None, inv, None), jax.random.key(0), noise=0.0)
+    u = np.asarray(trace[1].inputs)                                 # z^{l-1}, no noise
+    z = np.tanh(u @ kernel(params[1]) + np.asarray(params[1]["linear"]["bias"]))
+    r = g_numpy(inv, z)
+    dpre = (r - u) / u.shape[0] * (1 - r ** 2)                      # ∂(½‖r − u‖²/B)/∂(pre-tanh)
+    np.testing.assert_allclose(kernel(grads[1].omega), dpre.T @ z, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(grads[1].bias, dpre.sum(0), rtol=1e-4, atol=1e-6)
+    assert grads[0] is None and grads[2] is None
+
+
+def test_inverses_learn_to_reconstruct():
+    net, params = tiny_network(widths=(4, 3))
+    x = jax.random.normal(jax.random.key(5), (64, 3))
+    y = jnp.zeros(64, jnp.int32)
+    rule = dtp(inverse_lr=0.05, noise=0.05)
+    state = rule.init(jax.random.key(0), net, params)
+    _, trace = net.forward(params, x)
+    no_noise = jnp.zeros(trace[1].inputs.shape)
+    loss = lambda st: reconstruction_loss(st.inverses[1], net, 1, params[1], trace, no_noise)
+
+    @jax.jit
+    def step(st):
+        signals, st = rule.compute_targets(net, params, trace, y, st)
+        return rule.local_update(net, params, trace, signals, st)[1]
+
+    before = loss(state)
+    for _ in range(200):
+        state = step(state)
+    assert loss(state) < 0.5 * before
+
+
+def pooled_conv_network():
+    rngs = nnx.Rngs(0)
+    layers = [Conv(1, 2, 3, Pooled(jnp.tanh), rngs=rngs), Conv(2, 3, 3, Pooled(jnp.tanh), rngs=rngs),
+              Dense(2 * 2 * 3, 2, rngs=rngs)]
+    return Network.from_model(Sequential(layers), (8, 8, 1))
+
+
+def test_a_convolution_gets_a_transposed_convolution_as_inverse():
+    net, params = pooled_conv_network()
+    x = jax.random.uniform(jax.random.key(0), (2, 8, 8, 1))
+    state = dtp().init(jax.random.key(0), net, params)
+    trace = net.trace_shapes(params, batch=2)
+
+    def back(trace):  # pooled z^2 → z^1's shape, through the transposed convolution
+        return inverse(net, 1, state.inverses[1], trace, trace[1].out)
+
+    assert jax.eval_shape(back, trace).shape == trace[1].inputs.shape == (2, 4, 4, 2)
+    deltas, updates, _ = run_rule(dtp(), net, params, x, jnp.array([0, 1]))
+    assert [d.shape for d in deltas] == [t.pre.shape for t in trace]
+    assert all(np.all(np.isfinite(u)) for u in jax.tree.leaves(updates))
+
+
+@pytest.mark.parametrize("widths", [(), (4,)])
+def test_shallow_networks(widths):
+    net, params = tiny_network(widths=widths)
+    x, y = batch()
+    deltas, _, state = run_rule(dtp(), net, params, x, y)
+    assert len(deltas) == net.depth and all(inv is None for inv in state.inverses)
