@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-SECTIONS = ("handwritten", "rules", "torch", "memory", "scaling")
+SECTIONS = ("handwritten", "rules", "paths", "torch", "memory", "scaling")
 
 
 def _ints(text: str) -> tuple:
@@ -26,18 +26,18 @@ def parse(argv=None):
     from benchmarks.common import Settings
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     p.add_argument("--sections", type=_names, default=SECTIONS,
-                   help=f"comma-separated, of {','.join(SECTIONS)} (default: all)")
+                   help=f"comma-separated, of {','.join(SECTIONS)} (default: all; quick: all but paths)")
     p.add_argument("--models", type=_names, default=("mlp", "cnn"), help="mlp, cnn or both (default)")
     p.add_argument("--quick", action="store_true",
-                   help="fewer epochs, smaller subsets on a CPU, fewer scaling points and memory probes")
+                   help="fewer epochs, smaller subsets, fewer scaling points and memory probes, no paths section")
     p.add_argument("--epochs", type=int, help="timed epochs after the warm-up (default 5; quick 3)")
     p.add_argument("--warmup", type=int, default=1, help="untimed epochs first (compilation included)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--data", default="mnist", help="mnist (found through $NGF_DATA_DIR) or synthetic")
     p.add_argument("--mlp-examples", type=int, help="training examples per mlp epoch (default: all 60000; "
-                   "on a CPU in quick mode 15000)")
+                   "quick: 15000 on a CPU, 20000 on an accelerator)")
     p.add_argument("--cnn-examples", type=int, help="training examples per cnn epoch (default: all on an "
-                   "accelerator; on a CPU 15000, quick 5000)")
+                   "accelerator, 15000 on a CPU; quick: 20000, 5000 on a CPU)")
     p.add_argument("--scaling-examples", type=int, help="examples per timed epoch in the scaling sweeps")
     p.add_argument("--rules", type=_names, default=(), help="rules to time (default: every built-in one)")
     p.add_argument("--widths", type=_ints, default=Settings.widths, help="mlp widths of the scaling sweep")

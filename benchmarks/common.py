@@ -24,7 +24,7 @@ FULL_EPOCH = 60000  # MNIST's training set: seconds on a subset are also given p
 class Settings:
     """One benchmark run; ``None`` fields are filled by :func:`resolve` from the backend and ``quick``."""
 
-    sections: tuple = ("handwritten", "rules", "torch", "memory", "scaling")
+    sections: tuple = ("handwritten", "rules", "paths", "torch", "memory", "scaling")
     quick: bool = False
     epochs: int | None = None  # timed epochs, after ``warmup``
     warmup: int = 1
@@ -56,12 +56,14 @@ def resolve(settings: Settings, platform_name: str) -> Settings:
     q = settings.quick
     defaults = {
         "epochs": 3 if q else 5,
-        "mlp_examples": (15000 if q else FULL_EPOCH) if cpu else FULL_EPOCH,
-        "cnn_examples": (5000 if q else 15000) if cpu else FULL_EPOCH,
+        "mlp_examples": (15000 if q else FULL_EPOCH) if cpu else (20000 if q else FULL_EPOCH),
+        "cnn_examples": (5000 if q else 15000) if cpu else (20000 if q else FULL_EPOCH),
         "scaling_examples": (2000 if q else 6400) if cpu else (15000 if q else FULL_EPOCH),
         "threads": cores(),
     }
     filled = {k: v for k, v in defaults.items() if getattr(settings, k) is None}
+    if q and settings.sections == Settings.sections:  # the engine's paths are a tuning aid
+        filled["sections"] = tuple(s for s in settings.sections if s != "paths")
     if q and settings.widths == Settings.widths:
         filled["widths"] = (256, 1024, 4096)
     if q and settings.batches == Settings.batches:

@@ -42,9 +42,10 @@ def ngf_engine(rule: str, model: str, data: Dataset, settings: Settings, steps_p
     return engine, engine.init(jax.random.key(0), params), jnp.asarray(data.x), jnp.asarray(data.y)
 
 
-def ngf_contender(rule: str, model: str, data: Dataset, settings: Settings, **model_opts):
+def ngf_contender(rule: str, model: str, data: Dataset, settings: Settings, steps_per_call: int | None = None,
+                  **model_opts):
     """One ngf epoch per call: Engine.train_epoch, which ends by fetching its metrics (synchronous)."""
-    engine, state, x, y = ngf_engine(rule, model, data, settings, **model_opts)
+    engine, state, x, y = ngf_engine(rule, model, data, settings, steps_per_call, **model_opts)
     box = [state]
 
     def epoch(i: int) -> None:
@@ -131,11 +132,20 @@ def handwritten_contender(mode: str, model: str, data: Dataset, settings: Settin
     return epoch
 
 
+def steps_per_call(path: str, n_steps: int) -> int:
+    """``1``: one step per call; ``scan``: the Engine's scan path (PROGRESS_CALLS calls an epoch); ``epoch``: one call."""
+    from ngf.core.engine import PROGRESS_CALLS
+    return {"1": 1, "scan": -(-n_steps // PROGRESS_CALLS), "epoch": n_steps}[path]
+
+
 def build(spec: str, data: Dataset, settings: Settings):
-    """A contender from ``ngf:RULE:MODEL`` or ``jax-loop:bp:MODEL`` / ``jax-scan:bp:MODEL``."""
+    """A contender from ``ngf:RULE:MODEL`` (``ngf@1``, ``ngf@scan``, ``ngf@epoch`` force the Engine's path)
+    or ``jax-loop:bp:MODEL`` / ``jax-scan:bp:MODEL``."""
     framework, rule, model = spec.split(":")
-    if framework == "ngf":
-        return ngf_contender(rule, model, data, settings)
+    if framework.startswith("ngf"):
+        path = framework.partition("@")[2]
+        per_call = steps_per_call(path, len(data.x) // settings.batch_size) if path else None
+        return ngf_contender(rule, model, data, settings, per_call)
     return handwritten_contender(framework.removeprefix("jax-"), model, data, settings)
 
 

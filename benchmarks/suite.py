@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import time
 
 from benchmarks import jax_side, memory, scaling, torch_side
+from ngf.core.engine import PROGRESS_CALLS
+
 from benchmarks.common import BUILTIN_RULES, Dataset, Settings, interleave, load_data, machine, median
 
 MODELS = ("mlp", "cnn")
@@ -19,16 +22,24 @@ TORCH_RULES = ("bp", "fa", "dfa")
 RULE_TARGETS = {"fa": 1.30, "dfa": 1.30, "lra": 1.30, "dtp": 2.5}
 TORCH_TARGETS = {"mlp": 0.5, "cnn": 1.0}
 HANDWRITTEN_TARGETS = {"mlp": 1.10}
+ENGINE_PATHS = ("1", "scan", "epoch")
+
+
+STARTED = time.perf_counter()
 
 
 def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    print(f"[{time.perf_counter() - STARTED:6.1f}s] {message}", file=sys.stderr, flush=True)
 
 
 def label(spec: str) -> str:
     framework, rule, _ = spec.split(":")
+    if framework.startswith("torch@"):
+        return f"PyTorch {rule}, {framework.partition('@')[2]} thread(s)"
     return {"ngf": f"ngf {rule}", "torch": f"PyTorch {rule}", "jax-loop": "JAX by hand, step per call",
-            "jax-scan": "JAX by hand, epoch in lax.scan"}[framework]
+            "jax-scan": "JAX by hand, epoch in lax.scan", "ngf@1": f"ngf {rule}, step per call",
+            "ngf@scan": f"ngf {rule}, lax.scan, {PROGRESS_CALLS} calls", "ngf@epoch": f"ngf {rule}, epoch in one call",
+            }[framework]
 
 
 def rules_to_run(settings: Settings) -> tuple:
@@ -40,7 +51,7 @@ def rules_to_run(settings: Settings) -> tuple:
     return tuple(dict.fromkeys(("bp",) + tuple(wanted)))  # bp is every ratio's reference
 
 
-def pools(settings: Settings, models: tuple, has_torch: bool) -> dict[str, list[str]]:
+def pools(settings: Settings, models: tuple, has_torch: bool, on_cpu: bool) -> dict[str, list[str]]:
     """The contenders of each model, from the timing sections asked for."""
     out = {}
     for model in models:
@@ -49,8 +60,12 @@ def pools(settings: Settings, models: tuple, has_torch: bool) -> dict[str, list[
             specs += [f"jax-loop:bp:{model}", f"jax-scan:bp:{model}"]
         if "rules" in settings.sections:
             specs += [f"ngf:{r}:{model}" for r in rules_to_run(settings)]
+        if "paths" in settings.sections:
+            specs += [f"ngf@{path}:bp:{model}" for path in ENGINE_PATHS]
         if "torch" in settings.sections and has_torch:
             specs += [f"ngf:{r}:{model}" for r in TORCH_RULES] + [f"torch:{r}:{model}" for r in TORCH_RULES]
+            if on_cpu and settings.threads > 1:  # PyTorch's threads can lose to one on a loaded machine
+                specs += [f"torch@1:{r}:{model}" for r in TORCH_RULES]
         if len(specs) > 1:
             out[model] = list(dict.fromkeys(specs))
     return out
@@ -99,11 +114,18 @@ def ratio_rows(model: str, pool: dict, settings: Settings) -> list[dict]:
         for rule in rules_to_run(settings)[1:]:
             if f"ngf:{rule}:{model}" in med:
                 add(f"{rule} / bp (both ngf)", f"ngf:{rule}:{model}", "ngf bp", med[bp], RULE_TARGETS.get(rule))
+    if "paths" in settings.sections and bp in med:
+        for path in ENGINE_PATHS:
+            spec = f"ngf@{path}:bp:{model}"
+            if spec in med:
+                add(f"{label(spec)} / ngf bp, default path", spec, "ngf bp", med[bp], None)
     if "torch" in settings.sections:
-        for rule in TORCH_RULES:
-            ours, theirs = f"ngf:{rule}:{model}", f"torch:{rule}:{model}"
-            if ours in med and theirs in med:
-                add(f"ngf {rule} / PyTorch eager {rule}", ours, label(theirs), med[theirs], TORCH_TARGETS[model])
+        for rule in TORCH_RULES:  # against PyTorch's faster thread setting
+            ours, theirs = f"ngf:{rule}:{model}", [s for s in med if s.split(":")[0].startswith("torch")
+                                                   and s.endswith(f":{rule}:{model}")]
+            if ours in med and theirs:
+                fastest = min(theirs, key=med.get)
+                add(f"ngf {rule} / PyTorch eager {rule}", ours, label(fastest), med[fastest], TORCH_TARGETS[model])
     return rows
 
 
@@ -138,7 +160,7 @@ def run(settings: Settings, models: tuple = MODELS) -> dict:
     info["data"] = data.source
     log(f"on {info['device']} ({info['platform']}), jax {info['jax']}, torch {info['torch']}, "
         f"{info['cores']} cores, data: {data.source}")
-    for model, specs in pools(settings, models, has_torch).items():
+    for model, specs in pools(settings, models, has_torch, info["platform"] == "cpu").items():
         pool = time_pool(model, specs, data.take(examples[model]), settings)
         result["pools"][model] = pool
         result["ratios"] += ratio_rows(model, pool, settings)

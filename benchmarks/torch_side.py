@@ -143,11 +143,15 @@ def models():
     return _MODELS
 
 
-def torch_contender(rule: str, model: str, data: Dataset, settings: Settings):
-    """One PyTorch eager epoch per call, synchronised at its end by fetching the summed loss."""
+def torch_contender(rule: str, model: str, data: Dataset, settings: Settings, threads: int | None = None):
+    """One PyTorch eager epoch per call, synchronised at its end by fetching the summed loss.
+
+    ``threads``: PyTorch's intra-op threads on a CPU (default: ``settings.threads``, every core).
+    """
     import torch
     import torch.nn.functional as F
-    torch.set_num_threads(settings.threads)
+    threads = threads or settings.threads
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
     device = device_name()
     net = models()[model](rule).to(device)
@@ -158,6 +162,7 @@ def torch_contender(rule: str, model: str, data: Dataset, settings: Settings):
     generator = torch.Generator(device=device)
 
     def epoch(i: int) -> None:
+        torch.set_num_threads(threads)  # contenders of other thread counts share this process
         generator.manual_seed(i)
         perm = torch.randperm(len(x), device=device, generator=generator)
         total = torch.zeros((), device=device)
@@ -174,9 +179,10 @@ def torch_contender(rule: str, model: str, data: Dataset, settings: Settings):
 
 
 def build(spec: str, data: Dataset, settings: Settings):
-    """A contender from ``torch:RULE:MODEL``."""
-    _, rule, model = spec.split(":")
-    return torch_contender(rule, model, data, settings)
+    """A contender from ``torch:RULE:MODEL``, or ``torch@N:RULE:MODEL`` for N threads."""
+    framework, rule, model = spec.split(":")
+    threads = framework.partition("@")[2]
+    return torch_contender(rule, model, data, settings, int(threads) if threads else None)
 
 
 def device_peak_bytes() -> int | None:

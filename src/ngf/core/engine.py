@@ -3,9 +3,12 @@
 The whole dataset lives on the device; each epoch draws a permutation there and
 the step slices its batch from it, so nothing crosses to the host inside an epoch
 except a progress marker that is awaited only after the next call is queued.
-Steps run ``steps_per_call`` at a time: a ``lax.scan`` over several steps for dense
-networks, one step per call for convolutional ones (DESIGN.md §5: a convolution in
-a loop body ran 3× slower on XLA's CPU backend).
+Steps run ``steps_per_call`` at a time: a ``lax.scan`` over several steps, except for
+convolutional networks on a CPU, which run one step per call (DESIGN.md §5: a
+convolution in a loop body ran 3× slower on XLA's CPU backend). Every scan has a
+static length, the epoch's last, shorter call its own compiled program: a
+``lax.cond`` masking steps inside the scan cost a device-to-host sync per step on a
+GPU, 4.5× the whole epoch for the default mlp (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -66,13 +69,17 @@ def make_train_step(net: Network, rule: LearningRule, optimizer: optax.GradientT
 
 
 def uses_convolution(model: nnx.Module) -> bool:
-    """Whether the model holds a convolution (which runs faster one step per call on CPU)."""
+    """Whether the model holds a convolution (which runs faster one step per call on a CPU)."""
     return any(isinstance(node, (nnx.Conv, nnx.ConvTranspose)) for _, node in nnx.iter_graph(model))
 
 
 def choose_steps_per_call(model: nnx.Module, n_steps: int) -> int:
-    """The fast path: one step per call for convolutional models, a scan otherwise."""
-    if uses_convolution(model):
+    """The fast path: one step per call for convolutional models on a CPU, a scan otherwise.
+
+    On a GPU the scan wins for both (LeNet-5 on an H200: 0.15 s per epoch against 0.67
+    s one step per call; docs/benchmarks.md).
+    """
+    if uses_convolution(model) and jax.default_backend() == "cpu":
         return 1
     return max(1, math.ceil(n_steps / PROGRESS_CALLS))
 
@@ -89,7 +96,9 @@ class Engine:
         self.n_steps = n_train // batch_size  # the last partial batch of each epoch is dropped
         self.steps_per_call = max(1, min(steps_per_call, self.n_steps))
         self.n_calls = math.ceil(self.n_steps / self.steps_per_call)
-        self.train_call = jax.jit(self._make_call(), donate_argnums=0)
+        self.train_call = jax.jit(self._make_call(self.steps_per_call), donate_argnums=0)
+        tail = self.n_steps % self.steps_per_call  # the last call's steps, when fewer
+        self.tail_call = jax.jit(self._make_call(tail), donate_argnums=0) if tail else None
         self.eval_call = jax.jit(lambda params, x, y, w: batch_metrics(
             net.logits(params, prepare_inputs(x)), y, w))
 
@@ -102,10 +111,10 @@ class Engine:
         """Put arrays where the engine wants them: replicated across its devices, if several."""
         return tree if self.parallel is None else self.parallel.replicate(tree)
 
-    def _make_call(self):
+    def _make_call(self, length: int):
+        """A call that runs ``length`` steps from step ``start`` (one step, or a scan of fixed length)."""
         step = make_train_step(self.net, self.rule, self.optimizer)
-        per_call, n_steps, batch = self.steps_per_call, self.n_steps, self.batch_size
-        masked = n_steps % per_call != 0  # the last call has fewer real steps
+        batch = self.batch_size
         split = (lambda a: a) if self.parallel is None else self.parallel.split_batch
 
         def one(carry, index, data_x, data_y, perm):
@@ -114,19 +123,13 @@ class Engine:
             return state, carry[1] + metrics
 
         def call(state, sums, data_x, data_y, perm, start):
-            if per_call == 1:
+            if length == 1:
                 return one((state, sums), start, data_x, data_y, perm)
 
             def body(carry, i):
-                index = start + i
-                if masked:
-                    carry = jax.lax.cond(index < n_steps, lambda c: one(c, index, data_x, data_y, perm),
-                                         lambda c: c, carry)
-                else:
-                    carry = one(carry, index, data_x, data_y, perm)
-                return carry, None
+                return one(carry, start + i, data_x, data_y, perm), None
 
-            return jax.lax.scan(body, (state, sums), jnp.arange(per_call))[0]
+            return jax.lax.scan(body, (state, sums), jnp.arange(length))[0]
 
         return call
 
@@ -137,7 +140,9 @@ class Engine:
         sums = self.place(jnp.zeros(3, jnp.float32))
         pending = None
         for c in range(self.n_calls):
-            state, sums = self.train_call(state, sums, data_x, data_y, perm, c * self.steps_per_call)
+            last = c == self.n_calls - 1 and self.tail_call is not None
+            call = self.tail_call if last else self.train_call
+            state, sums = call(state, sums, data_x, data_y, perm, c * self.steps_per_call)
             if on_progress is not None:
                 if pending is not None:  # wait for the previous call while this one is queued
                     pending[1].block_until_ready()
