@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+import signal
 import sys
+from pathlib import Path
 
 from ngf.cliconfig import given_options
-from ngf.core.errors import NgfError
+from ngf.core.configfile import CONFIG_FILE
+from ngf.core.errors import NgfError, Terminated
 from ngf.experiments.commands import COMMANDS as EXPERIMENT_COMMANDS
 from ngf.experiments.commands import add_parsers as add_experiment_parsers
 
 EXIT_USAGE = 2
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + the signal's number, as shells report it
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line (no usage block) and exit status 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"error: {message} (see `{self.prog} --help`)\n")
 
 
 def _run_parser(sub) -> None:
@@ -37,6 +49,8 @@ def _run_parser(sub) -> None:
     p.add_argument("--track-alignment", action="store_true",
                    help="record each layer's angle to the bp gradient every epoch, on a fixed batch")
     p.add_argument("--schedule", default="cosine", help="learning-rate schedule: cosine or constant")
+    p.add_argument("--divergence-ratio", type=float, default=1000.0, metavar="R",
+                   help="stop when a loss exceeds R × max(initial loss, ln C) (default 1000; 0: only NaN/inf)")
     p.add_argument("--init", default="default", metavar="NAME[:SCALE]",
                    help="weight initialisation: default, zeros, normal, uniform, glorot, he, lecun, orthogonal...")
     p.add_argument("--config", default=None, metavar="FILE",
@@ -55,7 +69,7 @@ def _plugin_options(parser, prefix: str = "") -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``ngf`` command."""
-    parser = argparse.ArgumentParser(prog="ngf", description="Train networks with learning rules other than backprop.")
+    parser = Parser(prog="ngf", description="Train networks with learning rules other than backprop.")
     _plugin_options(parser, "global_")
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
@@ -74,6 +88,7 @@ def main(argv=None) -> int:
     from ngf import ui  # imported after parsing so --help stays fast
 
     console = ui.make_console()
+    previous = _handle_sigterm()
     try:
         registry = ui.load_and_report(console, args.global_plugin + getattr(args, "plugin", []),
                                       args.global_block_plugin + getattr(args, "block_plugin", []))
@@ -88,10 +103,40 @@ def main(argv=None) -> int:
     except NgfError as exc:
         console.print(f"[bold red]error:[/] {ui.escape(str(exc))}", highlight=False, soft_wrap=True)
         return exc.exit_code
-    except KeyboardInterrupt:
-        console.print("[bold red]interrupted[/]")
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM through _handle_sigterm
+        console.print(f"[bold red]interrupted:[/] {ui.escape(_resume_hint(args, exc))}", highlight=False,
+                      soft_wrap=True)
+        return EXIT_SIGTERM if isinstance(exc, Terminated) else EXIT_SIGINT
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def _handle_sigterm():
+    """Make SIGTERM end a run like Ctrl-C (summary, exit status 143); returns the old handler."""
+    try:
+        return signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: leave signals alone
+        return None
+
+
+def _resume_hint(args, exc: KeyboardInterrupt) -> str:
+    """One line: how far the run got and how to go on."""
+    if args.command != "run":
+        return "run the same command again to continue (finished runs are kept, the others resume)"
+    summary = getattr(exc, "summary", None)
+    out = (summary or {}).get("config", {}).get("out") or args.resume or getattr(args, "out", None)
+    done = (f"after epoch {summary['epochs_completed']} of {summary['epochs']}" if summary
+            else "before the run started")
+    if not out or summary is None and not (Path(out) / CONFIG_FILE).is_file():
+        return f"{done}; nothing to resume"
+    plugins = [a for name in args.global_plugin + getattr(args, "plugin", []) for a in ("--plugin", name)]
+    return f"{done}; resume with: {shlex.join(['ngf', 'run', *plugins, '--resume', str(out)])}"
 
 
 if __name__ == "__main__":

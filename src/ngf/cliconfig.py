@@ -78,5 +78,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         return RunConfig(**base_record(args))
     if "out" in given:
         raise NgfError("--resume DIR continues the run in DIR; do not pass --out with it")
+    if not (Path(resume) / CONFIG_FILE).is_file():
+        raise NgfError(f"cannot resume: {resume} holds no run ({CONFIG_FILE} does not exist)")
     base = {**read(Path(resume) / CONFIG_FILE), "out": str(resume), "resume": True}
     return RunConfig(**merge(base, explicit_record(args, given)))

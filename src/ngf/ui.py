@@ -96,7 +96,12 @@ def alignment_table(summary: dict) -> Table:
 def run_command(args, registry: Registry, console: Console) -> dict:
     """``ngf run``: build the config from the arguments, train, show the results."""
     config = config_from_args(args)
-    summary = run(config, registry=registry, callbacks=RichCallbacks(console, config.epochs, args.quiet))
+    callbacks = RichCallbacks(console, config.epochs, args.quiet)
+    try:
+        summary = run(config, registry=registry, callbacks=callbacks)
+    finally:  # Ctrl-C or divergence mid-epoch: take the progress bar down before the message
+        if callbacks.progress is not None:
+            callbacks.progress.stop()
     console.print(results_table(summary))
     if summary.get("alignment_degrees") is not None:
         console.print(alignment_table(summary))

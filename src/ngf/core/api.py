@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -15,11 +17,12 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from ngf.core import checkpoint, configfile
+from ngf.core import atomic, checkpoint, configfile
 from ngf.core.alignment import alignment_tracker
 from ngf.core.data import DataSplits
+from ngf.core.divergence import FIRST_TEST_EXAMPLES, DivergenceCheck
 from ngf.core.engine import Engine, choose_steps_per_call
-from ngf.core.errors import NgfError, unknown_name
+from ngf.core.errors import Diverged, NgfError, unknown_name
 from ngf.core.lifecycle import WithHooks
 from ngf.core.init import initialise, parse_init
 from ngf.core.network import Network
@@ -71,6 +74,7 @@ class RunConfig:
     init: str = "default"  # NAME[:SCALE], see ngf.core.init
     resume: bool = False  # continue from out's checkpoint
     track_alignment: bool = False  # per-layer angle to the bp gradient each epoch, on a fixed batch
+    divergence_ratio: float = 1000.0  # a loss above this × max(initial loss, ln C) counts as divergence; 0: off
     rule_opts: dict = dataclasses.field(default_factory=dict)
     model_opts: dict = dataclasses.field(default_factory=dict)
 
@@ -80,10 +84,36 @@ class RunConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise NgfError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
-        if not isinstance(self.lr, (int, float)) or not self.lr > 0:
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not 0 < self.lr < math.inf:
             raise NgfError(f"lr must be a positive number, got {self.lr!r}")
-        if self.steps_per_call is not None and self.steps_per_call < 1:
-            raise NgfError(f"steps-per-call must be a positive integer, got {self.steps_per_call!r}")
+        for name in ("steps_per_call", "devices"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise NgfError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not -2 ** 63 <= self.seed < 2 ** 63:
+            raise NgfError(f"seed must be an integer of at most 64 bits, got {self.seed!r}")
+        ratio = self.divergence_ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio <= math.inf:
+            raise NgfError(f"divergence-ratio must be a number ≥ 0 (0 turns the loss bound off), got {ratio!r}")
+        for name in ("optimizer", "schedule", "init"):
+            if not isinstance(getattr(self, name), str):
+                raise NgfError(f"{name} must be a name, got {getattr(self, name)!r}")
+        if not isinstance(self.rule, (str, LearningRule)):
+            raise NgfError(f"rule must be a registered name or a LearningRule, got {self.rule!r:.80}")
+        if not (isinstance(self.model, (str, nnx.Module)) or callable(self.model)):
+            raise NgfError(f"model must be a registered name, an NNX module or a factory, got {self.model!r:.80}")
+        if not isinstance(self.dataset, (str, DataSplits)):
+            raise NgfError(f"dataset must be a registered name or a DataSplits, got {self.dataset!r:.80}")
+        for name in ("data_dir", "out", "log_csv"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (str, os.PathLike)) or not str(value).strip()):
+                raise NgfError(f"{name.replace('_', '-')} must be a path, got {value!r}")
+        for name in ("overwrite", "resume", "track_alignment"):
+            if not isinstance(getattr(self, name), bool):
+                raise NgfError(f"{name.replace('_', '-')} must be true or false, got {getattr(self, name)!r}")
+        for name in ("rule_opts", "model_opts"):
+            if not isinstance(getattr(self, name), dict):
+                raise NgfError(f"{name} must be a dict of NAME: VALUE, got {getattr(self, name)!r}")
         if self.schedule not in SCHEDULES:
             raise unknown_name("schedule", self.schedule, SCHEDULES)
         if self.optimizer not in OPTIMIZERS:
@@ -123,8 +153,35 @@ def _resolve_rule(config: RunConfig, registry: Registry) -> tuple[LearningRule, 
 
 def _resolve_data(config: RunConfig, registry: Registry) -> tuple[DataSplits, str]:
     if isinstance(config.dataset, DataSplits):
-        return config.dataset, "custom"
-    return registry.get("dataset", config.dataset).build(DataSplits, config.data_dir), config.dataset
+        return check_splits(config.dataset, "custom"), "custom"
+    data = registry.get("dataset", config.dataset).build(DataSplits, config.data_dir)
+    return check_splits(data, config.dataset), config.dataset
+
+
+def check_splits(data: DataSplits, name: str) -> DataSplits:
+    """``data`` if its arrays fit together: the same example shape, one integer label per
+    example in [0, n_classes), and at least one example in each split."""
+    n_classes = data.n_classes
+    if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 2:
+        raise NgfError(f"dataset {name!r}: n_classes must be an integer ≥ 2, got {n_classes!r}")
+    shapes = []
+    for split in ("train", "test"):
+        x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+        if not hasattr(x, "shape") or not hasattr(y, "shape") or x.ndim < 2 or y.ndim != 1:
+            raise NgfError(f"dataset {name!r}: {split} images must be an array [N, ...] and labels [N]")
+        if len(x) != len(y) or len(x) == 0:
+            raise NgfError(f"dataset {name!r}: {split} images {tuple(x.shape)} and labels {tuple(y.shape)} "
+                           "do not match (or are empty)")
+        if not jnp.issubdtype(x.dtype, jnp.number) or not jnp.issubdtype(y.dtype, jnp.integer):
+            raise NgfError(f"dataset {name!r}: {split} images must be numbers and labels integers, "
+                           f"got {x.dtype} and {y.dtype}")
+        if y.min() < 0 or y.max() >= n_classes:
+            raise NgfError(f"dataset {name!r}: {split} labels must lie in [0, {n_classes}), "
+                           f"found {int(y.min())}..{int(y.max())}")
+        shapes.append(tuple(x.shape[1:]))
+    if shapes[0] != shapes[1]:
+        raise NgfError(f"dataset {name!r}: train examples {shapes[0]} and test examples {shapes[1]} differ in shape")
+    return data
 
 
 def _resolve_model(config: RunConfig, data: DataSplits, registry: Registry):
@@ -138,28 +195,91 @@ def _resolve_model(config: RunConfig, data: DataSplits, registry: Registry):
     return entry.build(nnx.Module, data.input_shape, data.n_classes, rngs=rngs, **opts), model
 
 
-def _prepare_out(config: RunConfig) -> Path | None:
+OWN_FILES = ("config.toml", "metrics.jsonl", "summary.json", checkpoint.CHECKPOINT)
+
+
+def _check_out(config: RunConfig) -> None:
+    """Refuse an ``out`` that cannot be used, before anything is loaded or written."""
     if config.out is None:
-        return None
+        if config.resume:
+            raise NgfError("--resume needs the run's folder")
+        return
     out = Path(config.out)
-    if out.exists() and not out.is_dir():
-        raise NgfError(f"--out {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (config.overwrite or config.resume):
-        raise NgfError(f"--out {out} already holds files; choose another folder or pass --overwrite")
+    try:
+        if out.exists() and not out.is_dir():
+            raise NgfError(f"--out {out} exists and is not a folder")
+        if config.resume:
+            if not out.is_dir():
+                raise NgfError(f"cannot resume: {out} does not exist")
+            if not any((out / name).is_file() for name in (checkpoint.CHECKPOINT, configfile.CONFIG_FILE)):
+                raise NgfError(f"cannot resume: {out} holds no run ({checkpoint.CHECKPOINT} does not exist)")
+        elif out.is_dir() and any(out.iterdir()) and not config.overwrite:
+            raise NgfError(f"--out {out} already holds files; choose another folder or pass --overwrite")
+    except OSError as exc:
+        raise NgfError(f"cannot use --out {out}: {exc.strerror or exc}") from None
+
+
+def _prepare_out(config: RunConfig) -> tuple[Path | None, Path | None]:
+    """Create ``out`` (and missing parents) and clear a previous run's files from it.
+
+    Returns ``(out, created)``: ``created`` is the topmost folder this call made, which
+    ``_discard`` removes if the run fails before its first epoch. Only ngf's own files
+    are removed from an existing folder (``--overwrite``); nothing else in it is touched.
+    """
+    if config.out is None:
+        return None, None
+    out = Path(config.out)
+    created = None
+    for folder in (out, *out.parents):
+        if folder.exists():
+            break
+        created = folder
     try:
         out.mkdir(parents=True, exist_ok=True)
-        for stale in ("metrics.jsonl", "summary.json"):
-            (out / stale).unlink(missing_ok=True)
+        if not config.resume:
+            for name in OWN_FILES:
+                for stale in (out / name, out / (name + ".tmp")):
+                    if stale.is_file() or stale.is_symlink():
+                        stale.unlink()
     except OSError as exc:
-        raise NgfError(f"cannot write to --out {out}: {exc.strerror}") from None
-    return out
+        raise NgfError(f"cannot write to --out {out}: {exc.strerror or exc}") from None
+    return out, created
+
+
+def _discard(out: Path | None, created: Path | None, config: RunConfig) -> None:
+    """Remove what a run that failed before its first epoch wrote, so nothing looks like a result."""
+    if out is None or config.resume or (out / checkpoint.CHECKPOINT).exists():
+        return
+    if created is not None:
+        shutil.rmtree(created, ignore_errors=True)
+        return
+    for name in OWN_FILES:
+        for path in (out / name, out / (name + ".tmp")):
+            if path.is_file():
+                path.unlink(missing_ok=True)
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON to ``path`` via a temporary file and a rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, path)
+    """Write JSON to ``path`` via a temporary file and a rename (non-finite numbers as null)."""
+    atomic.write_json(path, payload)
+
+
+def _network(model, data: DataSplits, names: dict) -> tuple[Network, tuple]:
+    """The network view of ``model``, once its forward pass is known to fit the data."""
+    try:
+        net, params = Network.from_model(model, data.input_shape)
+        logits = jax.eval_shape(lambda p: net.logits(p, jnp.zeros((2,) + data.input_shape, jnp.float32)),
+                                params)
+    except NgfError:
+        raise
+    except Exception as exc:
+        detail = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise NgfError(f"model {names['model']!r} does not fit dataset {names['dataset']!r} "
+                       f"(one example: {tuple(data.input_shape)}): {detail}") from None
+    if logits.shape != (2, data.n_classes):
+        raise NgfError(f"model {names['model']!r} gives logits of shape {tuple(logits.shape[1:])} per example; "
+                       f"dataset {names['dataset']!r} has {data.n_classes} classes")
+    return net, params
 
 
 def _config_record(config: RunConfig, names: dict) -> dict:
@@ -176,9 +296,21 @@ def run(config: RunConfig | None = None, *, registry: Registry | None = None,
     ``model`` and ``dataset`` are registered names, or objects: a ``LearningRule``,
     an NNX module or a factory ``(input_shape, n_classes, *, rngs) -> module``, and
     a ``DataSplits``.
+
+    Bad input raises ``NgfError`` before anything is written (an ``out`` folder this
+    call created is removed again if the run fails before its first epoch). A run that
+    diverges raises ``Diverged`` (an ``NgfError``, exit status 3) carrying its summary
+    (``"status": "diverged"``). ``KeyboardInterrupt`` (and ``Terminated``, the CLI's
+    SIGTERM) propagates after ``summary.json`` is written with ``"status": "interrupted"``;
+    the exception's ``summary`` attribute holds it. A finished run's summary says
+    ``"status": "completed"``.
     """
-    config = dataclasses.replace(config or RunConfig(), **overrides)
+    try:
+        config = dataclasses.replace(config or RunConfig(), **overrides)
+    except TypeError as exc:
+        raise NgfError(f"unknown run option: {exc}") from None
     config.validate()
+    _check_out(config)
     registry = registry or load_registry()
     callbacks = WithHooks(callbacks or Callbacks(), registry.manager, config)
     learning_rule, rule_name = _resolve_rule(config, registry)
@@ -186,53 +318,101 @@ def run(config: RunConfig | None = None, *, registry: Registry | None = None,
     if config.batch_size > len(data.x_train):
         raise NgfError(f"batch-size {config.batch_size} is larger than the {len(data.x_train)} training examples")
     net_model, model_name = _resolve_model(config, data, registry)
-    out = _prepare_out(config)
     names = {"rule": rule_name, "model": model_name, "dataset": data_name}
-    configfile.write(out, config, registry, names)
-    return _train(config, learning_rule, net_model, data, out, names, callbacks)
+    net, params = _network(net_model, data, names)
+    record = configfile.resolved(config, registry, names) if config.out is not None else None
+    out, created = _prepare_out(config)
+    try:
+        try:
+            configfile.write(out, config, registry, names, record)
+            return _train(config, learning_rule, net, params, net_model, data, out, names, callbacks)
+        except OSError as exc:
+            where = f" {exc.filename}" if exc.filename else ""
+            raise NgfError(f"cannot write to --out {out}:{where} {exc.strerror or exc}") from None
+    except (KeyboardInterrupt, Diverged):
+        raise
+    except BaseException:
+        _discard(out, created, config)
+        raise
 
 
-def _train(config, rule, model, data: DataSplits, out, names: dict, callbacks: Callbacks) -> dict:
+SUMMARY_METRICS = ("train_accuracy", "test_accuracy", "train_loss", "test_loss", "alignment_degrees")
+
+
+def _summary(config: RunConfig, names: dict, history: list, started: float, status: str,
+             last: dict | None = None, **extra) -> dict:
+    """The summary of a run that ``status`` (completed, interrupted, diverged) after ``history``."""
+    last = last if last is not None else (history[-1] if history else {})
+    return {**names, "status": status, "epochs": config.epochs, "epochs_completed": len(history),
+            "seed": config.seed, **{k: last[k] for k in SUMMARY_METRICS if k in last}, **extra,
+            "epoch_seconds": [r["seconds"] for r in history],
+            "wall_seconds": time.perf_counter() - started,
+            "config": _config_record(config, names), "history": history}
+
+
+def _train(config, rule, net: Network, params, model, data: DataSplits, out, names: dict,
+           callbacks: Callbacks) -> dict:
     started = time.perf_counter()
-    net, params = Network.from_model(model, data.input_shape)
-    params = initialise(params, config.init, config.seed)
-    n_steps = len(data.x_train) // config.batch_size
-    per_call = config.steps_per_call or choose_steps_per_call(model, n_steps)
-    n_devices = device_count(config.devices)
-    engine = Engine(net, rule, make_optimizer(config, n_steps), config.batch_size,
-                    len(data.x_train), per_call, DataParallel.over(n_devices) if n_devices > 1 else None)
-    x_train, y_train, x_test, y_test = engine.place(tuple(map(jnp.asarray, data[:4])))
-    rule_key, data_key = jax.random.split(jax.random.key(config.seed))
-    state, history = checkpoint.start(out, engine.init(rule_key, params), config.resume)
-    state = engine.place(state)  # a restored checkpoint arrives on the host
-    callbacks.on_start({**names, "steps_per_epoch": engine.n_steps, "steps_per_call": engine.steps_per_call,
-                        "device": f"{n_devices} × {jax.devices()[0].device_kind}"})
-    progress = callbacks.on_progress if callbacks.wants_progress else None
-    track = (alignment_tracker(net, rule, x_train[:config.batch_size], y_train[:config.batch_size])
-             if config.track_alignment else None)
-    for epoch in range(len(history) + 1, config.epochs + 1):
-        t0 = time.perf_counter()
-        state, train = engine.train_epoch(state, x_train, y_train, jax.random.fold_in(data_key, epoch), progress)
-        seconds = time.perf_counter() - t0  # train_epoch ends by fetching its metrics
-        test = engine.evaluate(state.params, x_test, y_test)
-        record = {"epoch": epoch, **train, "test_loss": test["loss"], "test_accuracy": test["accuracy"],
-                  "seconds": seconds}
-        if track is not None:  # outside the timed epoch: one jitted call on the first training batch
-            record["alignment_degrees"] = track(state)
-        history.append(record)
+    history: list = []
+    try:
+        params = initialise(params, config.init, config.seed)
+        n_steps = len(data.x_train) // config.batch_size
+        per_call = config.steps_per_call or choose_steps_per_call(model, n_steps)
+        n_devices = device_count(config.devices)
+        engine = Engine(net, rule, make_optimizer(config, n_steps), config.batch_size,
+                        len(data.x_train), per_call, DataParallel.over(n_devices) if n_devices > 1 else None)
+        x_train, y_train, x_test, y_test = engine.place(tuple(map(jnp.asarray, data[:4])))
+        rule_key, data_key = jax.random.split(jax.random.key(config.seed))
+        fresh = engine.init(rule_key, params)
+        first = engine.evaluate(fresh.params, x_test[:FIRST_TEST_EXAMPLES], y_test[:FIRST_TEST_EXAMPLES])
+        guard = DivergenceCheck(first["loss"], data.n_classes, config.divergence_ratio)
+        state, history = checkpoint.start(out, fresh, config.resume)
+        state = engine.place(state)  # a restored checkpoint arrives on the host
+        callbacks.on_start({**names, "steps_per_epoch": engine.n_steps, "steps_per_call": engine.steps_per_call,
+                            "device": f"{n_devices} × {jax.devices()[0].device_kind}"})
+        progress = callbacks.on_progress if callbacks.wants_progress else None
+        track = (alignment_tracker(net, rule, x_train[:config.batch_size], y_train[:config.batch_size])
+                 if config.track_alignment else None)
+        for epoch in range(len(history) + 1, config.epochs + 1):
+            t0 = time.perf_counter()
+            state, train = engine.train_epoch(state, x_train, y_train, jax.random.fold_in(data_key, epoch), progress)
+            seconds = time.perf_counter() - t0  # train_epoch ends by fetching its metrics
+            test = engine.evaluate(state.params, x_test, y_test)
+            record = {"epoch": epoch, **train, "test_loss": test["loss"], "test_accuracy": test["accuracy"],
+                      "seconds": seconds}
+            problem = guard.problem(record, state.params)  # one device check per epoch
+            if problem is not None:
+                _diverged(config, names, history, started, out, record, problem, callbacks)
+            if track is not None:  # outside the timed epoch: one jitted call on the first training batch
+                record["alignment_degrees"] = track(state)
+            checkpoint.save(out, state, history + [record])  # first the checkpoint, then the record
+            history.append(record)
+            if out is not None:
+                atomic.write_jsonl(out / "metrics.jsonl", history)
+            callbacks.on_epoch(record)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM through the CLI's handler
+        summary = _summary(config, names, history, started, "interrupted")
         if out is not None:
-            with open(out / "metrics.jsonl", "a") as handle:
-                handle.write(json.dumps(record) + "\n")
-        checkpoint.save(out, state, history)
-        callbacks.on_epoch(record)
-    last = history[-1]
-    summary = {**names, "epochs": config.epochs, "seed": config.seed,
-               **{k: last[k] for k in ("train_accuracy", "test_accuracy", "train_loss", "test_loss",
-                                       "alignment_degrees") if k in last},
-               "epoch_seconds": [r["seconds"] for r in history],
-               "wall_seconds": time.perf_counter() - started,
-               "config": _config_record(config, names), "history": history}
+            atomic.write_jsonl(out / "metrics.jsonl", history)
+            atomic.write_json(out / "summary.json", summary)
+        exc.summary = summary
+        raise
+    summary = _summary(config, names, history, started, "completed")
     if out is not None:
-        write_json_atomic(out / "summary.json", summary)
+        atomic.write_json(out / "summary.json", summary)
     callbacks.on_end(summary)
     return summary
+
+
+def _diverged(config, names, history, started, out, record, problem: str, callbacks) -> None:
+    """Write the summary of a run that diverged in ``record``'s epoch and raise ``Diverged``."""
+    epoch = record["epoch"]
+    summary = _summary(config, names, history, started, "diverged", last=record,
+                       diverged_epoch=epoch, diverged_because=problem, diverged_record=record)
+    if out is not None:
+        atomic.write_json(out / "summary.json", summary)
+    callbacks.on_end(summary)
+    kept = (f"; kept the checkpoint of epoch {len(history)} in {out}" if out is not None and history
+            else "")
+    raise Diverged(f"training diverged in epoch {epoch} of {config.epochs}: {problem} "
+                   f"(lower --lr?){kept}", atomic.finite_or_none(summary))

@@ -16,7 +16,6 @@ so restoring the state and the epoch count continues the run exactly.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import jax
@@ -24,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
+from ngf.core import atomic
 from ngf.core.errors import NgfError
 
 CHECKPOINT = "checkpoint.msgpack"
@@ -68,13 +68,7 @@ def save(out: Path | None, state, history: list) -> None:
     """Write the checkpoint after ``len(history)`` epochs: temporary file, fsync, rename."""
     if out is None:
         return
-    path = Path(out) / CHECKPOINT
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(encode(state, len(history), history))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    atomic.write_bytes(Path(out) / CHECKPOINT, encode(state, len(history), history), sync=True)
 
 
 def load(out: Path, template) -> tuple[object, list]:
@@ -84,8 +78,13 @@ def load(out: Path, template) -> tuple[object, list]:
         raise NgfError(f"cannot resume: {path} does not exist (no epoch of that run finished)")
     try:
         state, epoch, history = decode(path.read_bytes(), template)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise NgfError(f"cannot resume: {path} is not a readable checkpoint ({exc})") from None
+        if not isinstance(history, list) or not 0 <= epoch <= len(history):
+            raise ValueError(f"it holds {epoch} epochs but a history of {len(history)}")
+    except NgfError:
+        raise
+    except Exception as exc:  # msgpack's own errors, a wrong structure, bad JSON in the history
+        message = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise NgfError(f"cannot resume: {path} is not a readable checkpoint ({message})") from None
     return state, history[:epoch]
 
 
@@ -93,7 +92,8 @@ def start(out: Path | None, state, resume: bool) -> tuple[object, list]:
     """The state and history a run starts from: fresh, or restored from ``out`` when resuming.
 
     A fresh run removes a stale checkpoint; a resumed one rewrites ``metrics.jsonl``
-    to the epochs the checkpoint holds (a kill may have left a later line behind).
+    to the epochs the checkpoint holds (a kill may have left a later line behind). A
+    run killed before its first checkpoint resumes from the start.
     """
     if out is None:
         if resume:
@@ -102,7 +102,8 @@ def start(out: Path | None, state, resume: bool) -> tuple[object, list]:
     if not resume:
         (Path(out) / CHECKPOINT).unlink(missing_ok=True)
         return state, []
-    state, history = load(out, state)
-    lines = "".join(json.dumps(record) + "\n" for record in history)
-    (Path(out) / "metrics.jsonl").write_text(lines)
+    history = []
+    if (Path(out) / CHECKPOINT).is_file() or not (Path(out) / "config.toml").is_file():
+        state, history = load(out, state)
+    atomic.write_jsonl(Path(out) / "metrics.jsonl", history)
     return state, history

@@ -18,6 +18,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from ngf.core import atomic
 from ngf.core.errors import NgfError
 from ngf.core.options import MODEL_POSITIONAL, bind_options, factory_options
 
@@ -97,8 +98,10 @@ def read(path: str | Path) -> dict:
             record = tomllib.load(handle)
     except FileNotFoundError:
         raise NgfError(f"config file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise NgfError(f"config file {path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise NgfError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     return normalise(record, str(path))
 
 
@@ -122,13 +125,17 @@ def resolved(config, registry, names: dict) -> dict:
     return record
 
 
-def write(out: Path | None, config, registry, names: dict) -> None:
-    """Write ``out/config.toml`` for a run (nothing when the run has no folder)."""
+def write(out: Path | None, config, registry, names: dict, record: dict | None = None) -> None:
+    """Write ``out/config.toml`` for a run, atomically (nothing when the run has no folder).
+
+    ``record`` is ``resolved(config, registry, names)`` when the caller has it already.
+    """
     if out is None:
         return
     header = ("ngf run configuration, complete with defaults.\n"
               f"Repeat with: ngf run --config {Path(out) / CONFIG_FILE} --out NEW_FOLDER")
-    (Path(out) / CONFIG_FILE).write_text(dumps(resolved(config, registry, names), header))
+    record = resolved(config, registry, names) if record is None else record
+    atomic.write_text(Path(out) / CONFIG_FILE, dumps(record, header))
 
 
 def merge(base: dict, override: dict) -> dict:

@@ -35,7 +35,7 @@ def ordered(values) -> list:
 
 def mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
     """``"97.12 ± 0.10"`` (sample std) for several values, ``"97.12"`` for one."""
-    values = [v * scale for v in values]
+    values = [math.nan if v is None else v * scale for v in values]  # None: a diverged run's lost loss
     mean = sum(values) / len(values)
     if len(values) < 2:
         return f"{mean:.{digits}f}"

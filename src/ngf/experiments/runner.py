@@ -16,7 +16,7 @@ from typing import Callable
 from ngf.core import checkpoint
 from ngf.core.api import Callbacks, run
 from ngf.core.configfile import CONFIG_FILE, read, resolved
-from ngf.core.errors import NgfError
+from ngf.core.errors import Diverged, NgfError
 from ngf.experiments.plan import Planned
 
 
@@ -47,7 +47,9 @@ def prepare(item: Planned, registry, overwrite: bool):
     if not (folder / CONFIG_FILE).is_file() or not same_config(folder, config, registry):
         raise NgfError(f"{folder} holds a run with another configuration; pass --overwrite or choose another --out")
     if (folder / "summary.json").is_file():
-        return config, json.loads((folder / "summary.json").read_text())
+        summary = json.loads((folder / "summary.json").read_text())
+        if summary.get("status", "completed") != "interrupted":  # completed or diverged: done
+            return config, summary
     if (folder / checkpoint.CHECKPOINT).is_file():
         return dataclasses.replace(config, resume=True), None
     return dataclasses.replace(config, overwrite=True), None
@@ -65,6 +67,10 @@ def execute(runs: list[Planned], registry, make_callbacks: Callable[[Planned], C
         report(f"[{index}/{len(runs)}] {item.label} · {item.dataset} · seed {item.seed}: {what}")
         if summary is None:
             callbacks = make_callbacks(item) if make_callbacks else None
-            summary = run(config, registry=registry, callbacks=callbacks)
+            try:
+                summary = run(config, registry=registry, callbacks=callbacks)
+            except Diverged as exc:  # one diverging variant does not end the experiment
+                report(f"[{index}/{len(runs)}] {item.label} · {item.dataset} · seed {item.seed}: {exc}")
+                summary = exc.summary
         summaries.append(summary)
     return summaries

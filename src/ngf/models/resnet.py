@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from flax import nnx
 
+from ngf.core.checks import number
 from ngf.core.errors import NgfError
 from ngf.models.cnn import image_shape
 from ngf.models.conv import Conv, GlobalPooled, Pooled, as_images
@@ -68,6 +69,8 @@ def resnet(input_shape, n_classes: int, *, rngs: nnx.Rngs, stem: int = 16, width
       branch_scale: α in h = skip(z) + α·branch(z) (small values start near the identity).
     """
     act = activation_by_name(activation)
+    stem = number("resnet", "stem", stem, minimum=1, integer=True)
+    branch_scale = number("resnet", "branch_scale", branch_scale)
     plan = _block_plan(widths, blocks)
     height, width, depth = image_shape(input_shape)
     if min(height, width) < 2:

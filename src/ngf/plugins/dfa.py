@@ -5,6 +5,7 @@ from typing import NamedTuple
 
 import jax
 
+from ngf.core.checks import number
 from ngf.core.feedback import check_distribution, random_like
 from ngf.core.hookspecs import hookimpl
 from ngf.core.network import output_error, updates_from_deltas
@@ -33,6 +34,7 @@ def dfa(scale: float = 1.0, dist: str = "normal") -> LearningRule:
       dist: D's distribution, ``normal`` or ``uniform`` (same standard deviation).
     """
     check_distribution(dist)
+    scale = number("dfa", "scale", scale, minimum=0, exclusive=True)
 
     def init(key, net, params):
         return DFAState(direct_feedback(key, net, params, scale, dist))

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ngf.core.checks import number
 from ngf.core.feedback import check_distribution, random_like
 from ngf.core.hookspecs import hookimpl
 from ngf.core.network import output_error, updates_from_deltas
@@ -120,6 +121,9 @@ def dtp(
       inverse_dist: ω's initial distribution, ``normal`` or ``uniform``.
     """
     check_distribution(inverse_dist)
+    eta_hat, noise, inverse_lr = (number("dtp", n, v, minimum=0) for n, v in
+                                  (("eta_hat", eta_hat), ("noise", noise), ("inverse_lr", inverse_lr)))
+    inverse_scale = number("dtp", "inverse_scale", inverse_scale, minimum=0, exclusive=True)
     optimizer = optax.adam(inverse_lr)
 
     def init(key, net, params):

@@ -2,6 +2,7 @@
 
 from typing import NamedTuple
 
+from ngf.core.checks import number
 from ngf.core.feedback import check_distribution, layer_feedback, propagate_errors
 from ngf.core.hookspecs import hookimpl
 from ngf.core.network import output_error, updates_from_deltas
@@ -22,6 +23,7 @@ def fa(scale: float = 1.0, dist: str = "normal") -> LearningRule:
       dist: B's distribution, ``normal`` or ``uniform`` (same standard deviation).
     """
     check_distribution(dist)
+    scale = number("fa", "scale", scale, minimum=0, exclusive=True)
 
     def init(key, net, params):
         return FAState(layer_feedback(key, params, scale, dist))

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from ngf.core.checks import number
 from ngf.core.errors import NgfError
 from ngf.core.hookspecs import hookimpl
 from ngf.core.network import cross_entropy
@@ -88,8 +89,13 @@ def local_search(
     """
     _check("mode", mode, MODES)
     _check("schedule", schedule, SCHEDULES)
-    if candidates < 1 or not 0 < fraction <= 1:
-        raise NgfError("local-search needs candidates ≥ 1 and 0 < fraction ≤ 1")
+    candidates = number("local-search", "candidates", candidates, minimum=1, integer=True)
+    fraction = number("local-search", "fraction", fraction, minimum=0, exclusive=True, maximum=1)
+    sigma, sigma_min = (number("local-search", n, v, minimum=0, exclusive=True)
+                        for n, v in (("sigma", sigma), ("sigma_min", sigma_min)))
+    sigma_max = number("local-search", "sigma_max", sigma_max, minimum=sigma_min)
+    adapt_rate = number("local-search", "adapt_rate", adapt_rate, minimum=0)
+    success_target = number("local-search", "success_target", success_target, minimum=0, maximum=1)
 
     def init(key, net, params):
         # distinct buffers: the engine donates the state, and one buffer cannot be donated twice

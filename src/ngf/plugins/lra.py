@@ -4,6 +4,7 @@ from typing import NamedTuple
 
 import jax
 
+from ngf.core.checks import number
 from ngf.core.feedback import check_distribution, layer_feedback
 from ngf.core.hookspecs import hookimpl
 from ngf.core.network import output_error, updates_from_deltas
@@ -35,6 +36,8 @@ def lra(
       e_lr: η in the LRA-E update (the reference learning rate, 1e-3).
     """
     check_distribution(e_dist)
+    beta, gamma, e_lr = (number("lra", n, v, minimum=0) for n, v in (("beta", beta), ("gamma", gamma), ("e_lr", e_lr)))
+    e_scale = number("lra", "e_scale", e_scale, minimum=0, exclusive=True)
 
     def init(key, net, params):
         return LRAState(layer_feedback(key, params, e_scale, e_dist))
