@@ -174,3 +174,33 @@ def test_rule_equations_through_a_convolution(rule_name):
         expected = kernel_update(delta, np.asarray(trace[l].inputs), kernel.shape, in_shape, padding)
         np.testing.assert_allclose(kernel, expected, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(arr(updates[l]["conv"]["bias"]), delta.sum(axis=(1, 2)).mean(0), rtol=1e-4, atol=1e-6)
+
+
+# ---------------------------------------------------------------- locality on cnn and resnet
+
+
+def perturbed_above(params, l: int, key):
+    """The parameters with every layer above l (indices > l) replaced by random values."""
+    keys = jax.random.split(key, len(params))
+    return tuple(p if i <= l else jax.tree.map(lambda a, k=keys[i]: jax.random.normal(k, a.shape, a.dtype), p)
+                 for i, p in enumerate(params))
+
+
+@pytest.mark.parametrize("model_name", ["cnn", "resnet"])
+@pytest.mark.parametrize("rule_name", ["lra", "fa", "bp"])
+def test_signals_ignore_forward_weights_above(rule_name, model_name):
+    """lra and fa: with the trace fixed, δ^l does not change when layers above l change; bp's does."""
+    if rule_name not in REGISTRY.rules:
+        pytest.skip(f"{rule_name} is not registered")
+    net, params = Network.from_model(TINY_MODELS[model_name](nnx.Rngs(0)), SHAPE)
+    rule = REGISTRY.get("rule", rule_name).factory()
+    state = rule.init(jax.random.key(0), net, params)
+    x = jnp.asarray(random_splits().x_train[:4], jnp.float32) / 255.0
+    labels = jnp.array([0, 1, 2, 1])
+    _, trace = net.forward(params, x)  # fixed: computed once with the original weights
+    signals = jax.jit(lambda p: rule.compute_targets(net, p, trace, labels, state)[0])
+    reference = signals(params)
+    for l in range(net.depth - 1):
+        moved = signals(perturbed_above(params, l, jax.random.key(l + 10)))
+        same = np.allclose(moved[l], reference[l], rtol=1e-6, atol=1e-7)
+        assert same == (rule_name != "bp"), f"layer {l}: signal {'changed' if not same else 'did not change'}"

@@ -1,0 +1,133 @@
+"""The cnn and resnet models: shapes, options, registration, pooling and the residual block's map."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from ngf.core.errors import NgfError
+from ngf.core.network import Network
+from ngf.core.options import bind_options
+from ngf.core.registry import load_registry
+from ngf.models.cnn import cnn
+from ngf.models.conv import max_pool
+from ngf.models.layers import Sequential
+from ngf.models.resnet import ResidualBlock, resnet
+
+MNIST = (28, 28, 1)
+
+
+def abstract(factory, *args, **kwargs):
+    """The model with shapes only (no initialisation runs), for checks of structure."""
+    return nnx.eval_shape(lambda: factory(*args, rngs=nnx.Rngs(0), **kwargs))
+
+
+def trace_of(model, shape=MNIST, batch=2):
+    """The network, its parameters and the shapes of its trace on a batch."""
+    net, params = Network.from_model(model, shape)
+    return net, params, net.trace_shapes(params, batch)
+
+
+def test_models_are_registered_by_their_plugins():
+    registry = load_registry()
+    assert registry.get("model", "cnn").plugin == "ngf.plugins.models"
+    assert registry.get("model", "resnet").plugin == "ngf.plugins.resnet_plugin"
+    assert not registry.problems
+
+
+def test_cnn_default_is_lenet5():
+    """conv5(6)+pool → conv5(16)+pool → 120 → 84 → 10, with 61,706 parameters."""
+    _, params, trace = trace_of(abstract(cnn, MNIST, 10))
+    assert [t.pre.shape[1:] for t in trace] == [(28, 28, 6), (10, 10, 16), (120,), (84,), (10,)]
+    assert [t.out.shape[1:] for t in trace] == [(14, 14, 6), (5, 5, 16), (120,), (84,), (10,)]
+    assert sum(a.size for a in jax.tree.leaves(params)) == 61706
+
+
+def test_cnn_options_from_strings():
+    opts = bind_options("model", "cnn", cnn, {"channels": "4,8,8", "widths": "32", "kernel": "3",
+                                              "activation": "tanh"})
+    _, _, trace = trace_of(abstract(cnn, MNIST, 10, **opts))
+    assert [t.out.shape[1:] for t in trace] == [(14, 14, 4), (6, 6, 8), (2, 2, 8), (32,), (10,)]
+
+
+def test_cnn_rejects_images_too_small():
+    with pytest.raises(NgfError, match="too small"):
+        abstract(cnn, (6, 6, 1), 3)
+
+
+def test_cnn_accepts_images_without_channel_axis():
+    net, params = Network.from_model(abstract(cnn, (12, 12), 3, kernel=3), (12, 12))
+    assert jax.eval_shape(net.logits, params, jnp.zeros((2, 12, 12))).shape == (2, 3)
+
+
+def test_resnet_default_shapes_and_shortcuts():
+    model = abstract(resnet, MNIST, 10)
+    _, _, trace = trace_of(model)
+    assert [t.pre.shape[1:] for t in trace] == [(28, 28, 16), (14, 14, 16), (7, 7, 32), (10,)]
+    assert [t.out.shape[1:] for t in trace] == [(14, 14, 16), (14, 14, 16), (32,), (10,)]
+    assert model.layers[1].project is None and model.layers[2].project is not None
+
+
+def test_resnet_blocks_option_applies_to_every_stage():
+    opts = bind_options("model", "resnet", resnet, {"widths": "8,8,16", "blocks": "2"})
+    model = abstract(resnet, MNIST, 10, **opts)
+    _, _, trace = trace_of(model)
+    assert len(model.layers) == 1 + 6 + 1
+    assert trace[-2].pre.shape[1:] == (4, 4, 16)  # 14 → 7 → 4 with stride-2 SAME convolutions
+
+
+def test_resnet_rejects_mismatched_stages():
+    with pytest.raises(NgfError, match="one per stage"):
+        abstract(resnet, MNIST, 10, widths=(8, 16), blocks=(1, 2, 3))
+
+
+def zeroed(theta, *names):
+    """θ with the named sub-modules' parameters set to zero."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, a: jnp.zeros_like(a) if str(getattr(path[0], "key", "")) in names else a, theta)
+
+
+@pytest.mark.parametrize("in_channels, out_channels, stride", [(3, 3, 1), (3, 5, 2)])
+def test_residual_block_is_skip_plus_branch(in_channels, out_channels, stride):
+    """a(θ, z) = skip(z) + α·branch(θ, z), and J^T(θ, δ) = skipᵀδ + α·branchᵀ(θ, δ)."""
+    block = ResidualBlock(in_channels, out_channels, jax.nn.relu, stride=stride, branch_scale=0.5,
+                          rngs=nnx.Rngs(0))
+    net, (theta,) = Network.from_model(Sequential([block]), (6, 6, in_channels))
+    branch = lambda v: 0.5 * block.conv2(jax.nn.relu(block.conv1(v)))
+    skip = (lambda v: v) if stride == 1 else block.project
+    assert (block.project is None) == (stride == 1)
+
+    @jax.jit
+    def both_ways(z, delta):  # (ours, by hand) for h, h without a branch, and J^T(θ, δ)
+        pullback = lambda f: jax.vjp(f, z)[1](delta)[0]
+        return ((net.pre_activation(0, theta, z), skip(z) + branch(z)),
+                (net.pre_activation(0, zeroed(theta, "conv2"), z), skip(z)),
+                (net.input_vjp(0, theta, z, delta), pullback(skip) + pullback(branch)))
+
+    z = jax.random.normal(jax.random.key(1), (2, 6, 6, in_channels))
+    delta = jax.random.normal(jax.random.key(2), (2, 6 // stride, 6 // stride, out_channels))
+    for ours, by_hand in both_ways(z, delta):
+        np.testing.assert_allclose(ours, by_hand, rtol=1e-5, atol=1e-5)
+
+
+def test_max_pool_matches_reduce_window():
+    """reshape-and-max pools like lax.reduce_window, forward and backward, and crops odd edges."""
+    x = jax.random.normal(jax.random.key(0), (2, 7, 9, 3))
+
+    def window(v):
+        return jax.lax.reduce_window(v, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+
+    cotangent = jax.random.normal(jax.random.key(1), (2, 3, 4, 3))
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def value_and_pullback(pool):
+        out, pullback = jax.vjp(pool, x)
+        return out, pullback(cotangent)[0]
+
+    for ours, theirs in zip(value_and_pullback(max_pool), value_and_pullback(window)):
+        np.testing.assert_allclose(ours, theirs)
