@@ -35,9 +35,9 @@ def parse(argv=None):
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--data", default="mnist", help="mnist (found through $NGF_DATA_DIR) or synthetic")
     p.add_argument("--mlp-examples", type=int, help="training examples per mlp epoch (default: all 60000; "
-                   "quick: 15000 on a CPU, 20000 on an accelerator)")
+                   "quick: 6400 on a CPU, 20000 on an accelerator)")
     p.add_argument("--cnn-examples", type=int, help="training examples per cnn epoch (default: all on an "
-                   "accelerator, 15000 on a CPU; quick: 20000, 5000 on a CPU)")
+                   "accelerator, 15000 on a CPU; quick: 20000, 3200 on a CPU)")
     p.add_argument("--scaling-examples", type=int, help="examples per timed epoch in the scaling sweeps")
     p.add_argument("--rules", type=_names, default=(), help="rules to time (default: every built-in one)")
     p.add_argument("--widths", type=_ints, default=Settings.widths, help="mlp widths of the scaling sweep")
