@@ -53,4 +53,6 @@ def test_no_recompilation_after_first_step(rule_name, steps_per_call, tiny_data)
         engine.evaluate(state.params, tiny_data.x_test, tiny_data.y_test)
     assert engine.train_call._cache_size() == 1
     assert engine.eval_call._cache_size() == 1
+    if steps_per_call > 1:  # 6 steps in calls of 4: the short last call is one more program, compiled once
+        assert engine.tail_call is not None and engine.tail_call._cache_size() == 1
     assert np.isfinite(metrics["train_loss"])
