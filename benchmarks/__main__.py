@@ -35,7 +35,7 @@ def parse(argv=None):
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--data", default="mnist", help="mnist (found through $NGF_DATA_DIR) or synthetic")
     p.add_argument("--mlp-examples", type=int, help="training examples per mlp epoch (default: all 60000; "
-                   "quick: 6400 on a CPU, 20000 on an accelerator)")
+                   "quick: 6400 on a CPU)")
     p.add_argument("--cnn-examples", type=int, help="training examples per cnn epoch (default: all on an "
                    "accelerator, 15000 on a CPU; quick: 20000, 3200 on a CPU)")
     p.add_argument("--scaling-examples", type=int, help="examples per timed epoch in the scaling sweeps")

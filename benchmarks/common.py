@@ -56,7 +56,7 @@ def resolve(settings: Settings, platform_name: str) -> Settings:
     q = settings.quick
     defaults = {
         "epochs": 3 if q else 5,
-        "mlp_examples": (6400 if q else FULL_EPOCH) if cpu else (20000 if q else FULL_EPOCH),
+        "mlp_examples": (6400 if q else FULL_EPOCH) if cpu else FULL_EPOCH,
         "cnn_examples": (3200 if q else 15000) if cpu else (20000 if q else FULL_EPOCH),
         "scaling_examples": (2000 if q else 6400) if cpu else (15000 if q else FULL_EPOCH),
         "threads": cores(),

@@ -135,7 +135,8 @@ def memory_specs(settings: Settings, models: tuple, has_torch: bool) -> list[tup
     specs = [("jax:idle", "mlp")] + ([("torch:idle", "mlp")] if has_torch else [])
     for model in models:
         specs += [(f"ngf:{r}:{model}", model) for r in rules]
-        specs += [(f"jax-scan:bp:{model}", model)] if model == "mlp" else [(f"jax-loop:bp:{model}", model)]
+        if not settings.quick:
+            specs += [(f"jax-scan:bp:{model}", model)]
         if has_torch:
             specs += [(f"torch:{r}:{model}", model) for r in (("bp",) if settings.quick else TORCH_RULES)]
     return specs
