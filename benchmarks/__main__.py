@@ -45,6 +45,7 @@ def parse(argv=None):
     p.add_argument("--threads", type=int, help="PyTorch's threads (default: every core, as XLA uses)")
     p.add_argument("--json", metavar="OUT", help="also write every number, machine-readable, to OUT")
     p.add_argument("--png", default=Settings.png, help="where the scaling plot goes ('' for none)")
+    p.add_argument("--render", metavar="JSON", help="print the tables of an earlier run's --json file, run nothing")
     args = p.parse_args(argv)
     unknown = set(args.sections) - set(SECTIONS)
     if unknown:
@@ -56,13 +57,22 @@ def parse(argv=None):
                         cnn_examples=args.cnn_examples, scaling_examples=args.scaling_examples,
                         rules=args.rules, widths=args.widths, batches=args.batches, json=args.json,
                         png=args.png or None, threads=args.threads)
-    return settings, args.models
+    return settings, args.models, args.render
 
 
 def main(argv=None) -> dict:
     # JAX would take 75% of a GPU's memory at start, leaving PyTorch too little beside it.
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    settings, models = parse(argv)
+    settings, models, render = parse(argv)
+    if render:
+        from benchmarks import report, suite
+        from benchmarks.common import Settings
+        result = json.loads(Path(render).read_text())
+        saved = Settings(**{k: tuple(v) if isinstance(v, list) else v for k, v in result["settings"].items()})
+        result["ratios"] = [row for model, pool in result["pools"].items()  # again, in today's form
+                            for row in suite.ratio_rows(model, pool, saved)]
+        print(report.render(result))
+        return result
     import jax
 
     from benchmarks import report, suite

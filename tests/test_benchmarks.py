@@ -18,6 +18,7 @@ def test_rules_section_runs_on_tiny_data(tmp_path, capsys):
     assert json.loads(out.read_text())["pools"]["mlp"]["examples"] == 128
     printed = capsys.readouterr().out
     assert "| fa / bp (both ngf) | mlp |" in printed
+    assert bench.main(["--render", str(out)])["ratios"] == json.loads(out.read_text())["ratios"]
 
 
 def test_interleave_rotates_and_drops_the_warmup():
