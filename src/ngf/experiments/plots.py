@@ -90,23 +90,42 @@ def _save(fig, axes, ylabel: str, title: str, path: Path) -> Path:
     return Path(path)
 
 
+def _norm_rows(labelled, stage: str) -> dict[str, np.ndarray]:
+    """Per label, the geometric mean over seeds of the per-layer norms (0 where any seed has 0)."""
+    rows = {}
+    for label in ordered(name for name, _ in labelled):
+        found = np.array([norms[stage] for name, norms in labelled if name == label and stage in norms])
+        if found.size:
+            with np.errstate(divide="ignore"):
+                rows[label] = np.exp(np.log(found).mean(0))
+    return rows
+
+
 def layer_norms(labelled: list[tuple[str, dict]], path: Path, title: str = "") -> Path:
-    """Per-layer update norms (log scale), at initialisation and after training, a line per run."""
+    """Per-layer update norms (log scale), at initialisation and after training, a line per run label.
+
+    A norm that is exactly zero cannot sit on a log axis: it is drawn as a cross on the
+    panel's floor.
+    """
     plt = pyplot()
     stages = [s for s in ("init", "final") if any(s in norms for _, norms in labelled)]
-    labels = ordered(label for label, _ in labelled)
-    colour = colours(labels)
+    colour = colours(ordered(label for label, _ in labelled))
+    rows = {stage: _norm_rows(labelled, stage) for stage in stages}
+    positive = [v for r in rows.values() for values in r.values() for v in values if v > 0]
+    floor = min(positive, default=1.0) / 10
     fig, axes = plt.subplots(1, len(stages), figsize=(5.2 * len(stages), 4.2), squeeze=False, sharey=True)
     for ax, stage in zip(axes[0], stages):
-        for label in labels:
-            rows = [norms[stage] for name, norms in labelled if name == label and stage in norms]
-            if rows:
-                values = np.exp(np.log(np.maximum(np.array(rows), 1e-30)).mean(0))  # geometric mean over seeds
-                ax.plot(np.arange(1, len(values) + 1), values, marker="o", markersize=3,
-                        color=colour[label], label=label)
+        for label, values in rows[stage].items():
+            layers = np.arange(1, len(values) + 1)
+            ax.plot(layers, np.where(values > 0, values, np.nan), marker="o", markersize=3,
+                    color=colour[label], label=label)
+            zero = values == 0
+            if zero.any():
+                ax.scatter(layers[zero], np.full(zero.sum(), floor), marker="x", color=colour[label])
         ax.set_yscale("log")
         ax.set_xlabel("layer (1 = input side)")
-        ax.set_title("at initialisation" if stage == "init" else "after training")
+        ax.set_title(("at initialisation" if stage == "init" else "after training") +
+                     (" (× : exactly 0)" if any((v == 0).any() for v in rows[stage].values()) else ""))
         ax.grid(alpha=0.3, which="both")
         ax.xaxis.get_major_locator().set_params(integer=True)
     return _save(fig, axes, "‖update‖ per layer", title, path)
