@@ -81,14 +81,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    """Entry point of the ``ngf`` console script; returns the exit status."""
+    """Entry point of the ``ngf`` console script; returns the exit status.
+
+    SIGTERM ends a command as Ctrl-C does (exit status 143 rather than 130).
+    """
+    previous = _handle_sigterm()
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as exc:  # before the command began
+        print("interrupted", file=sys.stderr)
+        return EXIT_SIGTERM if isinstance(exc, Terminated) else EXIT_SIGINT
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.given, args.argv = given_options(parser, argv), list(sys.argv[1:] if argv is None else argv)
     from ngf import ui  # imported after parsing so --help stays fast
 
     console = ui.make_console()
-    previous = _handle_sigterm()
     try:
         registry = ui.load_and_report(console, args.global_plugin + getattr(args, "plugin", []),
                                       args.global_block_plugin + getattr(args, "block_plugin", []))
@@ -107,9 +121,6 @@ def main(argv=None) -> int:
         console.print(f"[bold red]interrupted:[/] {ui.escape(_resume_hint(args, exc))}", highlight=False,
                       soft_wrap=True)
         return EXIT_SIGTERM if isinstance(exc, Terminated) else EXIT_SIGINT
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import shutil
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -202,7 +203,7 @@ def _check_out(config: RunConfig) -> None:
     """Refuse an ``out`` that cannot be used, before anything is loaded or written."""
     if config.out is None:
         if config.resume:
-            raise NgfError("--resume needs the run's folder")
+            raise NgfError("resume needs the run's folder (out, or ngf run --resume DIR)")
         return
     out = Path(config.out)
     try:
@@ -213,10 +214,39 @@ def _check_out(config: RunConfig) -> None:
                 raise NgfError(f"cannot resume: {out} does not exist")
             if not any((out / name).is_file() for name in (checkpoint.CHECKPOINT, configfile.CONFIG_FILE)):
                 raise NgfError(f"cannot resume: {out} holds no run ({checkpoint.CHECKPOINT} does not exist)")
+            checkpoint.check_readable(out)  # before the data and the model are loaded
         elif out.is_dir() and any(out.iterdir()) and not config.overwrite:
             raise NgfError(f"--out {out} already holds files; choose another folder or pass --overwrite")
+        for above in out.parents:  # the first folder that exists must be a folder
+            if above.exists():
+                if not above.is_dir():
+                    raise NgfError(f"cannot write to --out {out}: {above} is not a folder")
+                break
     except OSError as exc:
         raise NgfError(f"cannot use --out {out}: {exc.strerror or exc}") from None
+    _probe(out)
+
+
+def _probe(out: Path) -> None:
+    """Fail now, not after loading the data, if ``out`` cannot be created or written to.
+
+    Creates ``out`` (and missing parents) and a temporary file in it, then removes
+    exactly what it created.
+    """
+    missing = [folder for folder in (out, *out.parents) if not folder.exists()]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(prefix=".ngf-probe-", dir=out)
+        os.close(handle)
+        os.unlink(name)
+    except OSError as exc:
+        raise NgfError(f"cannot write to --out {out}: {exc.strerror or exc}") from None
+    finally:
+        for folder in missing:  # deepest first
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
 
 
 def _prepare_out(config: RunConfig) -> tuple[Path | None, Path | None]:
@@ -305,10 +335,11 @@ def run(config: RunConfig | None = None, *, registry: Registry | None = None,
     the exception's ``summary`` attribute holds it. A finished run's summary says
     ``"status": "completed"``.
     """
-    try:
-        config = dataclasses.replace(config or RunConfig(), **overrides)
-    except TypeError as exc:
-        raise NgfError(f"unknown run option: {exc}") from None
+    fields = [f.name for f in dataclasses.fields(RunConfig)]
+    for name in overrides:
+        if name not in fields:
+            raise NgfError(f"unknown run option {name!r}; valid options: {', '.join(fields)}")
+    config = dataclasses.replace(config or RunConfig(), **overrides)
     config.validate()
     _check_out(config)
     registry = registry or load_registry()
@@ -324,8 +355,10 @@ def run(config: RunConfig | None = None, *, registry: Registry | None = None,
     out, created = _prepare_out(config)
     try:
         try:
-            configfile.write(out, config, registry, names, record)
-            return _train(config, learning_rule, net, params, net_model, data, out, names, callbacks)
+            if not config.resume:  # a resumed run rewrites it once its checkpoint has been read
+                configfile.write(out, config, registry, names, record)
+            return _train(config, learning_rule, net, params, net_model, data, out, names, callbacks,
+                          lambda: configfile.write(out, config, registry, names, record))
         except OSError as exc:
             where = f" {exc.filename}" if exc.filename else ""
             raise NgfError(f"cannot write to --out {out}:{where} {exc.strerror or exc}") from None
@@ -351,7 +384,7 @@ def _summary(config: RunConfig, names: dict, history: list, started: float, stat
 
 
 def _train(config, rule, net: Network, params, model, data: DataSplits, out, names: dict,
-           callbacks: Callbacks) -> dict:
+           callbacks: Callbacks, write_config=lambda: None) -> dict:
     started = time.perf_counter()
     history: list = []
     try:
@@ -364,10 +397,14 @@ def _train(config, rule, net: Network, params, model, data: DataSplits, out, nam
         x_train, y_train, x_test, y_test = engine.place(tuple(map(jnp.asarray, data[:4])))
         rule_key, data_key = jax.random.split(jax.random.key(config.seed))
         fresh = engine.init(rule_key, params)
-        first = engine.evaluate(fresh.params, x_test[:FIRST_TEST_EXAMPLES], y_test[:FIRST_TEST_EXAMPLES])
-        guard = DivergenceCheck(first["loss"], data.n_classes, config.divergence_ratio)
         state, history = checkpoint.start(out, fresh, config.resume)
         state = engine.place(state)  # a restored checkpoint arrives on the host
+        if config.resume:  # the summary of where it stopped no longer holds; options given now are recorded
+            (out / "summary.json").unlink(missing_ok=True)
+            write_config()
+        # the divergence bound comes from the untrained network, also when resuming (before a step donates it)
+        first = engine.evaluate(fresh.params, x_test[:FIRST_TEST_EXAMPLES], y_test[:FIRST_TEST_EXAMPLES])
+        guard = DivergenceCheck(first["loss"], data.n_classes, config.divergence_ratio)
         callbacks.on_start({**names, "steps_per_epoch": engine.n_steps, "steps_per_call": engine.steps_per_call,
                             "device": f"{n_devices} × {jax.devices()[0].device_kind}"})
         progress = callbacks.on_progress if callbacks.wants_progress else None
@@ -391,6 +428,8 @@ def _train(config, rule, net: Network, params, model, data: DataSplits, out, nam
                 atomic.write_jsonl(out / "metrics.jsonl", history)
             callbacks.on_epoch(record)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM through the CLI's handler
+        if not history and config.resume:  # stopped before the checkpoint was read
+            history = checkpoint.stored_history(out)
         summary = _summary(config, names, history, started, "interrupted")
         if out is not None:
             atomic.write_jsonl(out / "metrics.jsonl", history)

@@ -88,6 +88,32 @@ def load(out: Path, template) -> tuple[object, list]:
     return state, history[:epoch]
 
 
+def check_readable(out: Path) -> None:
+    """Raise ``NgfError`` if ``out`` holds a checkpoint that is not flax msgpack of ngf's layout."""
+    path = Path(out) / CHECKPOINT
+    if not path.is_file():
+        return
+    try:
+        payload = serialization.msgpack_restore(path.read_bytes())
+        if not isinstance(payload, dict) or not {"epoch", "history", "leaves"} <= set(payload):
+            raise ValueError("not an ngf checkpoint")
+    except Exception as exc:
+        message = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise NgfError(f"cannot resume: {path} is not a readable checkpoint ({message})") from None
+
+
+def stored_history(out: Path | None) -> list:
+    """The history in ``out``'s checkpoint, read without a template ([] if there is none or it is unreadable)."""
+    path = Path(out) / CHECKPOINT if out is not None else None
+    if path is None or not path.is_file():
+        return []
+    try:
+        payload = serialization.msgpack_restore(path.read_bytes())
+        return json.loads(payload["history"])[:int(payload["epoch"])]
+    except Exception:  # a damaged checkpoint: resuming will say so
+        return []
+
+
 def start(out: Path | None, state, resume: bool) -> tuple[object, list]:
     """The state and history a run starts from: fresh, or restored from ``out`` when resuming.
 

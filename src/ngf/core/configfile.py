@@ -37,7 +37,8 @@ def _value(value: Any) -> str | None:
         return repr(value) if math.isfinite(value) else ("nan" if value != value else
                                                          ("inf" if value > 0 else "-inf"))
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)  # a JSON string is a TOML basic string
+        # a JSON string is a TOML basic string, once DEL (which JSON leaves raw, TOML forbids) is escaped
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(value, (list, tuple)):
         items = [_value(v) for v in value]
         return None if None in items else "[" + ", ".join(items) + "]"

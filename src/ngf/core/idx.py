@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
 import zlib
@@ -14,6 +15,7 @@ from ngf.core.errors import NgfError
 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09}
+MAX_DIMS = 32  # numpy's own limit is 64; images are 3 or 4
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -34,14 +36,19 @@ def parse_idx(raw: bytes, source: str = "<bytes>") -> np.ndarray:
     header = 4 + 4 * ndim
     if ndim == 0 or len(raw) < header:
         raise NgfError(f"corrupt file {source}: IDX header is truncated")
+    if ndim > MAX_DIMS:
+        raise NgfError(f"corrupt file {source}: IDX header says {ndim} dimensions (at most {MAX_DIMS})")
     dims = struct.unpack(f">{ndim}I", raw[4:header])
     dtype = np.dtype(_DTYPES[raw[2]])
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize  # Python integers: no overflow
     found = len(raw) - header
     if found != expected:
         raise NgfError(f"corrupt or truncated file {source}: expected {expected} data bytes "
                        f"for shape {dims}, found {found}")
-    return np.frombuffer(raw, dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+    try:
+        return np.frombuffer(raw, dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+    except ValueError as exc:  # an empty array whose other dimensions are absurd
+        raise NgfError(f"corrupt file {source}: IDX shape {dims} cannot be read ({exc})") from None
 
 
 def read_idx(path) -> np.ndarray:

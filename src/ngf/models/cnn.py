@@ -45,16 +45,16 @@ def cnn(input_shape, n_classes: int, *, rngs: nnx.Rngs, channels: tuple = (6, 16
     kernel, pool = _positive("kernel", (kernel,))[0], _positive("pool", (pool,))[0]
     act = activation_by_name(activation)
     height, width, depth = image_shape(input_shape)
-    layers = []
-    for i, out in enumerate(channels):
-        padding = "SAME" if i == 0 else "VALID"
-        if padding == "VALID":
+    for i in range(len(channels)):  # the image size after each stage, checked before anything is built
+        if i > 0:  # the first convolution pads ("SAME"), later ones do not ("VALID")
             height, width = height - kernel + 1, width - kernel + 1
         height, width = height // pool, width // pool
         if height < 1 or width < 1:
             raise NgfError(f"cnn: input {tuple(input_shape)} is too small for {len(channels)} stages "
                            f"of {kernel}×{kernel} convolution and {pool}×{pool} pooling")
-        layers.append(Conv(depth, out, kernel, Pooled(act, pool), padding=padding, rngs=rngs))
+    layers = []
+    for i, out in enumerate(channels):
+        layers.append(Conv(depth, out, kernel, Pooled(act, pool), padding="SAME" if i == 0 else "VALID", rngs=rngs))
         depth = out
     sizes = (height * width * depth,) + widths
     layers += [Dense(a, b, act, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])]
