@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from benchmarks.common import FULL_EPOCH
+
 
 def _table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -70,12 +72,13 @@ def scaling(result: dict) -> str:
         first = rows[0]
         table = []
         for r in rows:
-            flops = r["flops_xla"] or r["flops_analytic"]
-            table.append([r["label"], f"{r['seconds_full_epoch']:.2f}", f"{r['flops_analytic'] / 1e12:.3f}",
-                          "—" if r["flops_xla"] is None else f"{r['flops_xla'] / 1e12:.3f}",
+            scale = FULL_EPOCH / r["examples"] / 1e12  # TFLOP per 60k-example epoch, like the seconds
+            per_example = (r["flops_xla"] or r["flops_analytic"]) / r["examples"]
+            first_per_example = (first["flops_xla"] or first["flops_analytic"]) / first["examples"]
+            table.append([r["label"], f"{r['seconds_full_epoch']:.2f}", f"{r['flops_analytic'] * scale:.3f}",
+                          "—" if r["flops_xla"] is None else f"{r['flops_xla'] * scale:.3f}",
                           f"{r['seconds_full_epoch'] / first['seconds_full_epoch']:.2f}",
-                          f"{flops / (first['flops_xla'] or first['flops_analytic']):.2f}",
-                          f"{r['gflops_per_s']:.0f}"])
+                          f"{per_example / first_per_example:.2f}", f"{r['gflops_per_s']:.0f}"])
         parts.append(f"By {what}:\n\n" + _table(
             ["point", "s per 60k epoch", "TFLOP/epoch (6·P·N)", "TFLOP/epoch (XLA)", "time ×", "FLOPs ×",
              "GFLOP/s"], table))

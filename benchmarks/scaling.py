@@ -92,7 +92,7 @@ def plot(result: dict, path: str, title: str) -> str | None:
         rows = result[key]
         xs = [x_of(r) for r in rows]
         secs = [r["seconds_full_epoch"] for r in rows]
-        flops = [r["flops_xla"] or r["flops_analytic"] for r in rows]
+        flops = [(r["flops_xla"] or r["flops_analytic"]) / r["examples"] for r in rows]  # per example
         ax.plot(xs, secs, "o-", label="ngf bp, s per epoch")
         ax.plot(xs, [secs[0] * f / flops[0] for f in flops], "--", color="grey",
                 label="∝ FLOPs (from the first point)")
