@@ -8,7 +8,7 @@ convolutional networks on a CPU, which run one step per call (DESIGN.md §5: a
 convolution in a loop body ran 3× slower on XLA's CPU backend). Every scan has a
 static length, the epoch's last, shorter call its own compiled program: a
 ``lax.cond`` masking steps inside the scan cost a device-to-host sync per step on a
-GPU, 4.5× the whole epoch for the default mlp (docs/benchmarks.md).
+GPU, which made the default mlp's epoch 4.4× slower on an H200 (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def uses_convolution(model: nnx.Module) -> bool:
 def choose_steps_per_call(model: nnx.Module, n_steps: int) -> int:
     """The fast path: one step per call for convolutional models on a CPU, a scan otherwise.
 
-    On a GPU the scan wins for both (LeNet-5 on an H200: 0.15 s per epoch against 0.67
+    On a GPU the scan wins for both (LeNet-5 on an H200: 0.15 s per epoch against 0.69
     s one step per call; docs/benchmarks.md).
     """
     if uses_convolution(model) and jax.default_backend() == "cpu":
