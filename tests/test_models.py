@@ -48,11 +48,17 @@ def test_cnn_default_is_lenet5():
     assert sum(a.size for a in jax.tree.leaves(params)) == 61706
 
 
-def test_cnn_options_from_strings():
+@pytest.mark.parametrize("padding, sizes", [("same,valid", (14, 6, 2)), ("same", (14, 7, 3))])
+def test_cnn_options_from_strings(padding, sizes):
     opts = bind_options("model", "cnn", cnn, {"channels": "4,8,8", "widths": "32", "kernel": "3",
-                                              "activation": "tanh"})
+                                              "activation": "tanh", "padding": padding})
     _, _, trace = trace_of(abstract(cnn, MNIST, 10, **opts))
-    assert [t.out.shape[1:] for t in trace] == [(14, 14, 4), (6, 6, 8), (2, 2, 8), (32,), (10,)]
+    assert [t.out.shape[1:] for t in trace] == [(s, s, c) for s, c in zip(sizes, (4, 8, 8))] + [(32,), (10,)]
+
+
+def test_cnn_rejects_unknown_padding():
+    with pytest.raises(NgfError, match="same or valid"):
+        abstract(cnn, MNIST, 10, padding="full")
 
 
 def test_cnn_rejects_images_too_small():

@@ -26,13 +26,23 @@ def _positive(name: str, values) -> tuple:
     return values
 
 
+def _paddings(padding, stages: int) -> tuple:
+    """One of SAME / VALID per stage; a single name, or the last one given, repeats."""
+    given = (padding,) if isinstance(padding, str) else tuple(padding)
+    names = tuple(str(p).upper() for p in given)
+    if not names or any(p not in ("SAME", "VALID") for p in names):
+        raise NgfError(f"cnn padding must be same or valid for each stage, got {padding!r}")
+    return names[:stages] + names[-1:] * max(0, stages - len(names))
+
+
 def cnn(input_shape, n_classes: int, *, rngs: nnx.Rngs, channels: tuple = (6, 16),
-        widths: tuple = (120, 84), activation: str = "relu", kernel: int = 5, pool: int = 2) -> Sequential:
+        widths: tuple = (120, 84), activation: str = "relu", kernel: int = 5, pool: int = 2,
+        padding: tuple = ("same", "valid")) -> Sequential:
     """A LeNet-style network: conv+pool stages, then dense layers.
 
-    The first convolution pads to keep the image size (LeNet-5's 32×32 input is
-    28×28 padded by 2); later ones do not. Each conv layer's activation is
-    ``max_pool(act(h))``; the first dense layer flattens.
+    By default the first convolution pads to keep the image size (LeNet-5's 32×32
+    input is 28×28 padded by 2) and later ones do not. Each conv layer's
+    activation is ``max_pool(act(h))``; the first dense layer flattens.
 
     Args:
       channels: output channels of each conv+pool stage, e.g. ``6,16``.
@@ -40,21 +50,23 @@ def cnn(input_shape, n_classes: int, *, rngs: nnx.Rngs, channels: tuple = (6, 16
       activation: hidden activation: relu, tanh, sigmoid, gelu, elu, leaky_relu, softplus.
       kernel: convolution window size (square).
       pool: max-pooling window and stride (1 turns pooling off).
+      padding: ``same`` or ``valid`` for each stage, e.g. ``same,same``; the last repeats.
     """
     channels, widths = _positive("channels", channels), _positive("widths", widths)
     kernel, pool = _positive("kernel", (kernel,))[0], _positive("pool", (pool,))[0]
     act = activation_by_name(activation)
     height, width, depth = image_shape(input_shape)
-    for i in range(len(channels)):  # the image size after each stage, checked before anything is built
-        if i > 0:  # the first convolution pads ("SAME"), later ones do not ("VALID")
+    paddings = _paddings(padding, len(channels))
+    for pad in paddings:  # the image size after each stage, checked before anything is built
+        if pad == "VALID":
             height, width = height - kernel + 1, width - kernel + 1
         height, width = height // pool, width // pool
         if height < 1 or width < 1:
             raise NgfError(f"cnn: input {tuple(input_shape)} is too small for {len(channels)} stages "
                            f"of {kernel}×{kernel} convolution and {pool}×{pool} pooling")
     layers = []
-    for i, out in enumerate(channels):
-        layers.append(Conv(depth, out, kernel, Pooled(act, pool), padding="SAME" if i == 0 else "VALID", rngs=rngs))
+    for out, pad in zip(channels, paddings):
+        layers.append(Conv(depth, out, kernel, Pooled(act, pool), padding=pad, rngs=rngs))
         depth = out
     sizes = (height * width * depth,) + widths
     layers += [Dense(a, b, act, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])]
