@@ -29,7 +29,7 @@ def search_step(rule, net, params, x, y, state):
 def test_the_update_is_the_best_candidate_by_hand():
     net, params = tiny_network()
     x, y = batch()
-    rule = local_search(candidates=K, fraction=FRACTION, sigma=SIGMA)
+    rule = local_search(candidates=K, fraction=FRACTION, sigma=SIGMA, mode="coordinates")
     state = rule.init(jax.random.key(4), net, params)
     change, _ = search_step(rule, net, params, x, y, state)
     # redraw the same candidates from the same key, and score each in numpy
