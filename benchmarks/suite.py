@@ -3,7 +3,8 @@
 The timing sections (``handwritten``, ``rules``, ``torch``) pool their contenders by
 model: every contender of a model trains on the same examples and all of them are
 interleaved epoch by epoch in one loop, so one epoch of ngf bp is the reference for
-the rules and, beside the same epochs, for PyTorch too. Ratios compare medians.
+the rules and, beside the same epochs, for PyTorch too. Ratios compare medians (and,
+as a check, the fastest epochs).
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import dataclasses
 import sys
 import time
 
-from benchmarks import jax_side, memory, scaling, torch_side
 from ngf.core.engine import PROGRESS_CALLS
 
+from benchmarks import jax_side, memory, scaling, torch_side
 from benchmarks.common import BUILTIN_RULES, Dataset, Settings, interleave, load_data, machine, median
 
 MODELS = ("mlp", "cnn")
