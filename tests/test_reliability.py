@@ -301,3 +301,17 @@ def test_failure_before_the_first_epoch_leaves_no_folder(tiny_data, tmp_path):
     with pytest.raises(RuntimeError):
         ngf.run(rule=rule, dataset=tiny_data, epochs=1, batch_size=16, model_opts={"widths": (8,)}, out=str(out))
     assert not (tmp_path / "new").exists()  # the parent this run created is gone too
+
+
+@pytest.mark.parametrize("dtype", ["O", "U2"])
+def test_crafted_checkpoints_are_refused(dtype, tmp_path):
+    """Object arrays (which would need unpickling) and arrays of text in a checkpoint: a clean error."""
+    import msgpack
+    import numpy as np
+
+    leaf = msgpack.ExtType(1, msgpack.packb(((2,), dtype, b"\0" * 16)))  # flax's ndarray extension type
+    blob = msgpack.packb({"format": 1, "epoch": 1, "history": "[]", "leaves": {"00000": leaf}})
+    (tmp_path / checkpoint.CHECKPOINT).write_bytes(blob)
+    with pytest.raises(ngf.NgfError, match="not a readable checkpoint"):
+        checkpoint.check_readable(tmp_path)
+        checkpoint.load(tmp_path, {"w": np.zeros(2, np.float32)})
