@@ -93,8 +93,8 @@ def test_sigkill_during_an_epoch_then_resume(tmp_path):
     Local search draws its candidates from a key in its rule state, so this also checks
     that the random state comes back.
     """
-    argv = ["run", "--plugin", "ngf_tiny_data", "--dataset", "tiny", "--rule", "local-search", "--epochs", "8",
-            "--batch-size", "4", "--model-opt", "widths=8", "--steps-per-call", "1", "--quiet"]
+    argv = ["run", "--plugin", "ngf_tiny_data", "--dataset", "tiny", "--rule", "local-search", "--epochs", "5",
+            "--batch-size", "8", "--model-opt", "widths=8", "--steps-per-call", "1", "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(TESTS)}
     killed, whole = tmp_path / "killed", tmp_path / "whole"
     proc = subprocess.Popen([sys.executable, "-m", "ngf.cli", *argv, "--out", str(killed)], env=env,
@@ -104,7 +104,7 @@ def test_sigkill_during_an_epoch_then_resume(tmp_path):
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert 2 <= len(metrics.read_text().splitlines()) < 8, "the run was not killed mid-way"
+    assert 2 <= len(metrics.read_text().splitlines()) < 5, "the run was not killed mid-way"
     assert main(["run", "--plugin", "ngf_tiny_data", "--resume", str(killed), "--quiet"]) == 0
     assert main([*argv, "--out", str(whole)]) == 0
     a, b = (json.loads((d / "summary.json").read_text()) for d in (killed, whole))

@@ -28,7 +28,7 @@ def _table_rows(markdown: str) -> list[str]:
 
 def test_compare_writes_tables_curves_and_one_folder_per_run(tmp_path, capsys):
     out = tmp_path / "cmp"
-    argv = ["compare", "--rules", "bp,lra", "--datasets", "tiny,tiny-b", "--seeds", "0,1", "--epochs", "2",
+    argv = ["compare", "--rules", "bp,lra", "--datasets", "tiny,tiny-b", "--seeds", "0,1", "--epochs", "1",
             "--out", str(out), *TINY]
     assert main(argv) == 0
     rows = _table_rows((out / "results.md").read_text())
@@ -100,11 +100,11 @@ def test_unknown_grid_key_is_a_clean_error(tmp_path, capsys):
 @pytest.mark.skipif(not real_data_available("fashion-mnist"), reason="needs real MNIST and Fashion-MNIST")
 def test_compare_on_real_data(tmp_path):
     out = tmp_path / "real"
-    assert main(["compare", "--rules", "bp,lra", "--datasets", "mnist,fashion-mnist", "--epochs", "1",
+    assert main(["compare", "--rules", "bp", "--datasets", "mnist,fashion-mnist", "--epochs", "1",
                  "--batch-size", "1000", "--model-opt", "widths=16", "--out", str(out), "--quiet"]) == 0
     runs = _rows(out / "results.csv")
-    assert len(runs) == 4 and all(0 <= float(r["test_accuracy"]) <= 1 for r in runs)
-    assert all(float(r["test_accuracy"]) > 0.5 for r in runs if r["rule"] == "bp")
+    assert [r["dataset"] for r in runs] == ["mnist", "fashion-mnist"]
+    assert all(0.5 < float(r["test_accuracy"]) <= 1 for r in runs)
 
 
 def test_plot_labels_name_only_what_differs():

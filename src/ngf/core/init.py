@@ -10,6 +10,7 @@ fan-out, the one before it fan-in, leading axes (a convolution's window) multipl
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, NamedTuple
 
 import jax
@@ -77,18 +78,19 @@ def parse_init(spec: str) -> tuple[str, float | None]:
     return name, scale
 
 
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))  # one compilation per scheme and shapes, reused
+def _draw(key: jax.Array, name: str, scale: float | None, shapes: tuple) -> list:
+    initializer = SCHEMES[name].make(scale)
+    keys = jax.random.split(jax.random.fold_in(key, INIT_STREAM), max(len(shapes), 1))
+    return [initializer(k, shape, dtype) if len(shape) >= 2 else jnp.zeros(shape, dtype)
+            for k, (shape, dtype) in zip(keys, shapes)]
+
+
 def initialise(params: tuple, spec: str, seed: int) -> tuple:
     """Re-draw ``params`` (per-layer pytrees) with scheme ``spec``; biases become zero."""
     name, scale = parse_init(spec)
     if name == "default":
         return params
-    initializer = SCHEMES[name].make(scale)
     leaves, treedef = jax.tree.flatten(params)
-
-    @jax.jit  # one compilation instead of one per operation per leaf
-    def draw(key):
-        keys = jax.random.split(jax.random.fold_in(key, INIT_STREAM), max(len(leaves), 1))
-        return [initializer(k, leaf.shape, leaf.dtype) if leaf.ndim >= 2 else jnp.zeros_like(leaf)
-                for k, leaf in zip(keys, leaves)]
-
-    return jax.tree.unflatten(treedef, draw(jax.random.key(seed)))
+    shapes = tuple((tuple(leaf.shape), jnp.dtype(leaf.dtype)) for leaf in leaves)
+    return jax.tree.unflatten(treedef, _draw(jax.random.key(seed), name, scale, shapes))
