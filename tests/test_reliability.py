@@ -315,3 +315,14 @@ def test_crafted_checkpoints_are_refused(dtype, tmp_path):
     with pytest.raises(ngf.NgfError, match="not a readable checkpoint"):
         checkpoint.check_readable(tmp_path)
         checkpoint.load(tmp_path, {"w": np.zeros(2, np.float32)})
+
+
+def test_experiment_tables_mark_diverged_runs():
+    """A sweep goes on past a diverged variant; its row says so, and its lost losses (null) show as nan."""
+    from ngf.experiments.results import Result, long_table
+
+    good = {"status": "completed", "train_accuracy": 0.9, "test_accuracy": 0.8, "train_loss": 0.1,
+            "test_loss": 0.2, "wall_seconds": 1.0}
+    bad = {**good, "status": "diverged", "train_loss": None, "test_loss": None}
+    table = long_table([Result("bp", "tiny", 0, "a", good), Result("bp lr=1e6", "tiny", 0, "b", bad)])
+    assert "| bp lr=1e6 (1 diverged) | tiny | 1 |" in table and "| nan |" in table

@@ -60,6 +60,8 @@ def long_table(results: list[Result]) -> str:
     lines = [head, "|" + " --- |" * 8]
     for (label, dataset), runs in group(results).items():
         losses = [mean_std([r.summary[m] for r in runs], digits=4) for m in ("train_loss", "test_loss")]
+        diverged = sum(r.summary.get("status") == "diverged" for r in runs)
+        label = f"{label} ({diverged} diverged)" if diverged else label
         lines.append(f"| {label} | {dataset} | {len(runs)} | {_cell(runs, 'train_accuracy')} | "
                      f"{_cell(runs, 'test_accuracy')} | {losses[0]} | {losses[1]} | {_cell(runs, 'time')} |")
     return "\n".join(lines)
