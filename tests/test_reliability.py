@@ -117,12 +117,16 @@ def test_huge_learning_rate_exits_3_with_a_diverged_summary(tmp_path, capsys, ja
 # --- interruption -------------------------------------------------------------------------------
 
 
+EPOCHS = 6
+SEARCH = ["run", *TINY, "--rule", "local-search", "--epochs", str(EPOCHS), "--batch-size", "4",
+          "--model-opt", "widths=8", "--steps-per-call", "1", "--quiet"]  # its random key is rule state
+
+
 @pytest.fixture(scope="module")
 def whole_run(tmp_path_factory, jax_cache):
-    """An uninterrupted 4-epoch lra-E run (its rule state changes every step)."""
+    """The uninterrupted local-search run that interrupted ones must end equal to."""
     out = tmp_path_factory.mktemp("whole") / "run"
-    assert main(["run", *TINY, "--rule", "lra", "--rule-opt", "learn_e=true", "--epochs", "4", *SMALL,
-                 "--out", str(out)]) == 0
+    assert main([*SEARCH, "--out", str(out)]) == 0
     return out
 
 
@@ -131,12 +135,10 @@ def test_a_signal_ends_the_run_cleanly_and_resume_finishes_it(name, status, whol
                                                               capsys):
     out = tmp_path / "run"
     monkeypatch.setenv("NGF_TEST_SIGNAL", f"{name}@2")
-    argv = ["run", *TINY, "--plugin", "ngf_signal_plugin", "--rule", "lra", "--rule-opt", "learn_e=true",
-            "--epochs", "4", *SMALL, "--out", str(out)]
-    assert main(argv) == status
+    assert main([*SEARCH, "--plugin", "ngf_signal_plugin", "--out", str(out)]) == status
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1
-    assert lines[0].endswith(f"after epoch 2 of 4; resume with: ngf run --plugin ngf_tiny_data "
+    assert lines[0].endswith(f"after epoch 2 of {EPOCHS}; resume with: ngf run --plugin ngf_tiny_data "
                              f"--plugin ngf_signal_plugin --resume {out}")
     summary = strict_json((out / "summary.json").read_text())
     assert summary["status"] == "interrupted" and summary["epochs_completed"] == 2
@@ -184,7 +186,7 @@ def _lines(path: Path) -> int:
         return 0
 
 
-def test_kills_at_random_moments_then_resume_equals_the_uninterrupted_run(tmp_path, jax_cache, processes):
+def test_kills_at_random_moments_then_resume_equals_the_uninterrupted_run(tmp_path, whole_run, processes):
     """SIGKILL, SIGINT or SIGTERM at random moments, a resume after each: the end is bit for bit the same.
 
     Kills 0, 2 and 4 come a random time into the epoch after the last checkpoint or
@@ -194,11 +196,7 @@ def test_kills_at_random_moments_then_resume_equals_the_uninterrupted_run(tmp_pa
     uninterrupted run, in this process, fills the compilation cache the others share.
     """
     rng = random.Random(8)
-    epochs = 6
-    argv = ["run", *TINY, "--rule", "local-search", "--epochs", str(epochs), "--batch-size", "4",
-            "--model-opt", "widths=8", "--steps-per-call", "1", "--quiet"]
-    whole, cut = tmp_path / "whole", tmp_path / "cut"
-    assert main([*argv, "--out", str(whole)]) == 0
+    epochs, argv, whole, cut = EPOCHS, SEARCH, whole_run, tmp_path / "cut"
     pace = sorted(strict_json((whole / "summary.json").read_text())["epoch_seconds"])[epochs // 2]
     lifetime = None  # a process's life, once measured
     expected = {signal.SIGKILL: -signal.SIGKILL, signal.SIGINT: 130, signal.SIGTERM: 143}
