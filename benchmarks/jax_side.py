@@ -23,8 +23,14 @@ def registry():
     return load_registry()
 
 
+# The networks every framework trains: the registered defaults, except that cnn is
+# pinned to LeNet-5's 5×5 kernels (DESIGN.md §5; the PyTorch twin is LeNet-5 too).
+MODEL_OPTS = {"mlp": {}, "cnn": {"kernel": 5}}
+
+
 def build_model(model: str, input_shape: tuple, **opts) -> nnx.Module:
-    """The registered model with its defaults (mlp: 512-512 relu; cnn: LeNet-5), seed 0."""
+    """The registered model (mlp: 512-512 relu; cnn: LeNet-5), seed 0."""
+    opts = {**MODEL_OPTS.get(model, {}), **opts}
     return registry().get("model", model).factory(input_shape, 10, rngs=nnx.Rngs(0), **opts)
 
 
