@@ -6,7 +6,6 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 import tempfile
 import time
 import warnings
@@ -280,13 +279,18 @@ def _discard(out: Path | None, created: Path | None, config: RunConfig) -> None:
     """Remove what a run that failed before its first epoch wrote, so nothing looks like a result."""
     if out is None or config.resume or (out / checkpoint.CHECKPOINT).exists():
         return
-    if created is not None:
-        shutil.rmtree(created, ignore_errors=True)
-        return
     for name in OWN_FILES:
         for path in (out / name, out / (name + ".tmp")):
-            if path.is_file():
+            if path.is_file() or path.is_symlink():
                 path.unlink(missing_ok=True)
+    if created is not None:  # the folders this run made, deepest first, if nothing else is in them
+        for folder in (out, *out.parents):
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+            if folder == created:
+                break
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
