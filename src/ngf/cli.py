@@ -13,6 +13,7 @@ from ngf.core.configfile import CONFIG_FILE
 from ngf.core.errors import NgfError, Terminated
 from ngf.experiments.commands import COMMANDS as EXPERIMENT_COMMANDS
 from ngf.experiments.commands import add_parsers as add_experiment_parsers
+from ngf.core.parallel import initialize_distributed
 
 EXIT_USAGE = 2
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + the signal's number, as shells report it
@@ -38,6 +39,8 @@ def _run_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--out", default=None, help="folder for metrics.jsonl and summary.json")
     p.add_argument("--overwrite", action="store_true", help="reuse an --out folder that holds files")
+    p.add_argument("--devices", type=int, default=None,
+                   help="split each batch across this many devices (default: all JAX sees)")
     p.add_argument("--steps-per-call", type=int, default=None,
                    help="training steps per device call (default: the fast path for the model)")
     p.add_argument("--rule-opt", action="append", default=[], metavar="NAME=VALUE",
@@ -107,6 +110,7 @@ def _main(argv) -> int:
         registry = ui.load_and_report(console, args.global_plugin + getattr(args, "plugin", []),
                                       args.global_block_plugin + getattr(args, "block_plugin", []))
         if args.command == "run":
+            initialize_distributed()  # multi-host runs: before JAX touches a device
             ui.run_command(args, registry, console)
         elif args.command == "plugins":
             ui.plugins_command(registry, console)
