@@ -31,6 +31,7 @@ TINY_MODELS = {
     "cnn": lambda rngs: cnn(SHAPE, CLASSES, rngs=rngs, channels=(2, 3), widths=(8,), kernel=3),
     "resnet": lambda rngs: resnet(SHAPE, CLASSES, rngs=rngs, stem=2, widths=(2, 3), blocks=(1,)),
 }
+GLOBAL_RESNET = lambda rngs: resnet(SHAPE, CLASSES, rngs=rngs, stem=2, widths=(2, 3), blocks=(1,), head="global")
 REGISTRY = load_registry()
 RULES = sorted(REGISTRY.rules)
 
@@ -192,13 +193,17 @@ def perturbed_above(params, l: int, key):
                  for i, p in enumerate(params))
 
 
-@pytest.mark.parametrize("model_name", ["cnn", "resnet"])
+@pytest.mark.parametrize("model_name", ["cnn", "resnet", "resnet-global"])
 @pytest.mark.parametrize("rule_name", ["lra", "fa", "bp"])
 def test_signals_ignore_forward_weights_above(rule_name, model_name):
-    """lra and fa: with the trace fixed, δ^l does not change when layers above l change; bp's does."""
+    """lra and fa: with the trace fixed, δ^l does not change when layers above l change; bp's does.
+
+    The global-pooling resnet also runs lra's unpooling of h̃'s step through f's vjp.
+    """
     if rule_name not in REGISTRY.rules:
         pytest.skip(f"{rule_name} is not registered")
-    net, params = Network.from_model(TINY_MODELS[model_name](nnx.Rngs(0)), SHAPE)
+    factory = GLOBAL_RESNET if model_name == "resnet-global" else TINY_MODELS[model_name]
+    net, params = Network.from_model(factory(nnx.Rngs(0)), SHAPE)
     rule = REGISTRY.get("rule", rule_name).factory()
     state = rule.init(jax.random.key(0), net, params)
     x = jnp.asarray(random_splits().x_train[:4], jnp.float32) / 255.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -40,9 +41,9 @@ def test_models_are_registered_by_their_plugins():
     assert not registry.problems
 
 
-def test_cnn_default_is_lenet5():
+def test_cnn_with_5x5_kernels_is_lenet5():
     """conv5(6)+pool → conv5(16)+pool → 120 → 84 → 10, with 61,706 parameters."""
-    _, params, trace = trace_of(abstract(cnn, MNIST, 10))
+    _, params, trace = trace_of(abstract(cnn, MNIST, 10, kernel=5))
     assert [t.pre.shape[1:] for t in trace] == [(28, 28, 6), (10, 10, 16), (120,), (84,), (10,)]
     assert [t.out.shape[1:] for t in trace] == [(14, 14, 6), (5, 5, 16), (120,), (84,), (10,)]
     assert sum(a.size for a in jax.tree.leaves(params)) == 61706
@@ -63,7 +64,7 @@ def test_cnn_rejects_unknown_padding():
 
 def test_cnn_rejects_images_too_small():
     with pytest.raises(NgfError, match="too small"):
-        abstract(cnn, (6, 6, 1), 3)
+        abstract(cnn, (6, 6, 1), 3, kernel=5)
 
 
 def test_cnn_accepts_images_without_channel_axis():
@@ -71,12 +72,14 @@ def test_cnn_accepts_images_without_channel_axis():
     assert jax.eval_shape(net.logits, params, jnp.zeros((2, 12, 12))).shape == (2, 3)
 
 
-def test_resnet_default_shapes_and_shortcuts():
-    model = abstract(resnet, MNIST, 10)
-    _, _, trace = trace_of(model)
+@pytest.mark.parametrize("head, last", [("flatten", (7, 7, 32)), ("global", (32,))])
+def test_resnet_shapes_and_shortcuts(head, last):
+    model = abstract(resnet, MNIST, 10, head=head)
+    _, params, trace = trace_of(model)
     assert [t.pre.shape[1:] for t in trace] == [(28, 28, 16), (14, 14, 16), (7, 7, 32), (10,)]
-    assert [t.out.shape[1:] for t in trace] == [(14, 14, 16), (14, 14, 16), (32,), (10,)]
+    assert [t.out.shape[1:] for t in trace] == [(14, 14, 16), (14, 14, 16), last, (10,)]
     assert model.layers[1].project is None and model.layers[2].project is not None
+    assert params[-1]["linear"]["kernel"].shape == (math.prod(last), 10)
 
 
 def test_resnet_blocks_option_applies_to_every_stage():
@@ -84,12 +87,14 @@ def test_resnet_blocks_option_applies_to_every_stage():
     model = abstract(resnet, MNIST, 10, **opts)
     _, _, trace = trace_of(model)
     assert len(model.layers) == 1 + 6 + 1
-    assert trace[-2].pre.shape[1:] == (4, 4, 16)  # 14 → 7 → 4 with stride-2 SAME convolutions
+    assert trace[-2].out.shape[1:] == (4, 4, 16)  # 14 → 7 → 4 with stride-2 SAME convolutions
 
 
-def test_resnet_rejects_mismatched_stages():
+def test_resnet_rejects_bad_options():
     with pytest.raises(NgfError, match="one per stage"):
         abstract(resnet, MNIST, 10, widths=(8, 16), blocks=(1, 2, 3))
+    with pytest.raises(NgfError, match="valid heads"):
+        abstract(resnet, MNIST, 10, head="attention")
 
 
 def zeroed(theta, *names):

@@ -1,4 +1,9 @@
-"""The convolutional network ``cnn``: LeNet-5 by default (LeCun et al. 1998)."""
+"""The convolutional network ``cnn``: LeNet-5's layout by default (LeCun et al. 1998).
+
+The default kernel is 3×3 rather than LeNet-5's 5×5: on MNIST with Adam 1e-3 and
+seed 0, lra reached 0.983 test accuracy in 10 epochs with 3×3 against 0.979 with
+5×5, bp stayed above 0.99, and the step costs less (docs/speed-cpu.md).
+"""
 
 from __future__ import annotations
 
@@ -36,9 +41,9 @@ def _paddings(padding, stages: int) -> tuple:
 
 
 def cnn(input_shape, n_classes: int, *, rngs: nnx.Rngs, channels: tuple = (6, 16),
-        widths: tuple = (120, 84), activation: str = "relu", kernel: int = 5, pool: int = 2,
+        widths: tuple = (120, 84), activation: str = "relu", kernel: int = 3, pool: int = 2,
         padding: tuple = ("same", "valid")) -> Sequential:
-    """A LeNet-style network: conv+pool stages, then dense layers.
+    """A LeNet-style network: conv+pool stages, then dense layers (``kernel=5`` gives LeNet-5).
 
     By default the first convolution pads to keep the image size (LeNet-5's 32×32
     input is 28×28 padded by 2) and later ones do not. Each conv layer's

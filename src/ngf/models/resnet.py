@@ -53,13 +53,22 @@ def _block_plan(widths, blocks) -> list[tuple[int, int]]:
     return [(w, 2 if s > 0 and b == 0 else 1) for s, (w, n) in enumerate(zip(widths, blocks)) for b in range(n)]
 
 
+HEADS = ("flatten", "global")
+
+
 def resnet(input_shape, n_classes: int, *, rngs: nnx.Rngs, stem: int = 16, widths: tuple = (16, 32),
-           blocks: tuple = (1, 1), activation: str = "relu", branch_scale: float = 1.0) -> Sequential:
-    """A small residual network: stem conv + pool, residual stages, global pooling, dense head.
+           blocks: tuple = (1, 1), activation: str = "relu", branch_scale: float = 1.0,
+           head: str = "flatten") -> Sequential:
+    """A small residual network: stem conv + pool, residual stages, a dense head.
 
     Layers: stem 3×3 conv with ``max_pool(act(h))``; then one layer per residual
-    block; the last block's activation ends with global average pooling; then a
-    dense layer to the logits. Every stage after the first starts with stride 2.
+    block; then a dense layer to the logits, on the last block's flattened output
+    or, with ``head=global``, on its global average (the last block's activation
+    then ends with the pooling). Every stage after the first starts with stride 2.
+
+    Global pooling is not the default: its feedback is the same at every position,
+    so under fa and lra each output channel's weights all moved one way and the
+    activations grew without bound (lra on MNIST stayed at chance; bp learned slowly).
 
     Args:
       stem: output channels of the stem convolution.
@@ -67,11 +76,14 @@ def resnet(input_shape, n_classes: int, *, rngs: nnx.Rngs, stem: int = 16, width
       blocks: residual blocks per stage, e.g. ``2,2`` (one number applies to every stage).
       activation: activation inside and after each block: relu, tanh, gelu, elu...
       branch_scale: α in h = skip(z) + α·branch(z) (small values start near the identity).
+      head: ``flatten`` (dense layer on the last block's whole output) or ``global`` (on its spatial mean).
     """
     act = activation_by_name(activation)
     stem = number("resnet", "stem", stem, minimum=1, integer=True)
     branch_scale = number("resnet", "branch_scale", branch_scale)
     plan = _block_plan(widths, blocks)
+    if head not in HEADS:
+        raise NgfError(f"unknown resnet head {head!r}; valid heads: {', '.join(HEADS)}")
     height, width, depth = image_shape(input_shape)
     if min(height, width) < 2:
         raise NgfError(f"resnet needs images of at least 2×2, got {tuple(input_shape)}")
@@ -80,6 +92,17 @@ def resnet(input_shape, n_classes: int, *, rngs: nnx.Rngs, stem: int = 16, width
     for out, stride in plan:
         layers.append(ResidualBlock(depth, out, act, stride=stride, branch_scale=float(branch_scale), rngs=rngs))
         depth = out
-    layers[-1].activation = GlobalPooled(act)
-    layers.append(Dense(depth, n_classes, rngs=rngs))
+    if head == "global":
+        layers[-1].activation = GlobalPooled(act)
+        layers.append(Dense(depth, n_classes, rngs=rngs))
+    else:
+        height, width = _after_blocks(height // 2, width // 2, plan)
+        layers.append(Dense(height * width * depth, n_classes, rngs=rngs))
     return Sequential(layers)
+
+
+def _after_blocks(height: int, width: int, plan) -> tuple[int, int]:
+    """Image size after the blocks: a stride-2 SAME convolution rounds up."""
+    for _, stride in plan:
+        height, width = -(-height // stride), -(-width // stride)
+    return height, width
