@@ -19,7 +19,7 @@ from ngf.core.engine import Engine, choose_steps_per_call
 from ngf.core.network import Network, output_error
 from ngf.core.registry import load_registry
 from ngf.models.cnn import cnn
-from ngf.models.conv import Conv, Pooled
+from ngf.models.conv import Conv, MaxPool
 from ngf.models.layers import Dense, Sequential
 from ngf.models.mlp import mlp
 from ngf.models.resnet import resnet
@@ -90,11 +90,11 @@ IMG = (6, 6, 2)
 
 
 def equation_net():
-    """conv(2→3, 3×3, SAME) + tanh → conv(3→2, 3×3, VALID) + max_pool(tanh) → dense → 3 logits."""
+    """conv(2→3, 3×3, SAME) + tanh → conv(3→2, 3×3, VALID) + tanh → dense∘max_pool → 3 logits."""
     rngs = nnx.Rngs(3)
     layers = [Conv(2, 3, 3, jnp.tanh, padding="SAME", rngs=rngs),
-              Conv(3, 2, 3, Pooled(jnp.tanh, 2), padding="VALID", rngs=rngs),
-              Dense(2 * 2 * 2, CLASSES, rngs=rngs)]
+              Conv(3, 2, 3, jnp.tanh, padding="VALID", rngs=rngs),
+              Dense(2 * 2 * 2, CLASSES, pool=MaxPool(2), rngs=rngs)]
     return Network.from_model(Sequential(layers), IMG)
 
 
@@ -135,19 +135,20 @@ def kernel_update(delta, z, kernel_shape, in_shape, padding):
 def dense_signals(rule_name, trace, labels, feedback, beta):
     """δ^1, δ^2 of fa or lra on ``equation_net``, from dense matrices and explicit pooling (DESIGN.md §3)."""
     e = np.asarray(output_error(trace[-1].pre, labels))
-    back3 = e @ arr(feedback[2]["linear"]["kernel"]).T  # J_3^T(B_3, e) = B_3ᵀe, dense
+    back3 = e @ arr(feedback[2]["linear"]["kernel"]).T  # B_3ᵀe, before the pooling's transpose
     M2 = conv_matrix(arr(feedback[1]["conv"]["kernel"]), IMG[:2] + (3,), "VALID")  # M(B_2)
     h1, h2, z1 = (np.asarray(a) for a in (trace[0].pre, trace[1].pre, trace[0].out))
     dtanh = lambda h: 1 - np.tanh(h) ** 2
     d1, d2 = [], []
     for n in range(len(labels)):
-        z2, P = pool_dense(np.tanh(h2[n]))
-        if rule_name == "fa":  # δ^{l-1} = f'(h^{l-1}) ⊙ J_l^T(B_l, δ^l); f_2 = pool∘tanh has vjp tanh'⊙Pᵀ
-            d2n = dtanh(h2[n]).ravel() * (P.T @ back3[n])
+        _, P = pool_dense(np.tanh(h2[n]))
+        j3 = P.T @ back3[n]  # J_3^T(B_3, e) = Pᵀ B_3ᵀ e: a_3 = dense∘pool, unpooled at the max positions
+        if rule_name == "fa":  # δ^{l-1} = f'(h^{l-1}) ⊙ J_l^T(B_l, δ^l)
+            d2n = dtanh(h2[n]).ravel() * j3
             d1n = dtanh(h1[n]).ravel() * (M2.T @ d2n)
-        else:  # lra: h̃ = h − β·J^T (unpooled by f's vjp), y = f(h̃), δ = f'(h) ⊙ (z − y)
-            h2_target = h2[n] - beta * (dtanh(h2[n]).ravel() * (P.T @ back3[n])).reshape(h2[n].shape)
-            d2n = dtanh(h2[n]).ravel() * (P.T @ (z2 - pool_dense(np.tanh(h2_target))[0]).ravel())
+        else:  # lra: h̃ = h − β·J^T, y = f(h̃), δ = f'(h) ⊙ (z − y)
+            h2_target = h2[n].ravel() - beta * j3
+            d2n = dtanh(h2[n]).ravel() * (np.tanh(h2[n]).ravel() - np.tanh(h2_target))
             h1_target = h1[n].ravel() - beta * (M2.T @ d2n)
             d1n = dtanh(h1[n]).ravel() * (z1[n].ravel() - np.tanh(h1_target))
         d1.append(d1n.reshape(h1[n].shape))
@@ -196,10 +197,7 @@ def perturbed_above(params, l: int, key):
 @pytest.mark.parametrize("model_name", ["cnn", "resnet", "resnet-global"])
 @pytest.mark.parametrize("rule_name", ["lra", "fa", "bp"])
 def test_signals_ignore_forward_weights_above(rule_name, model_name):
-    """lra and fa: with the trace fixed, δ^l does not change when layers above l change; bp's does.
-
-    The global-pooling resnet also runs lra's unpooling of h̃'s step through f's vjp.
-    """
+    """lra and fa: with the trace fixed, δ^l does not change when layers above l change; bp's does."""
     if rule_name not in REGISTRY.rules:
         pytest.skip(f"{rule_name} is not registered")
     factory = GLOBAL_RESNET if model_name == "resnet-global" else TINY_MODELS[model_name]

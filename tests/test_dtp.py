@@ -7,7 +7,7 @@ import pytest
 from flax import nnx
 
 from ngf.core.network import Network
-from ngf.models.conv import Conv, Pooled
+from ngf.models.conv import Conv, MaxPool
 from ngf.models.layers import Dense, Sequential
 from ngf.plugins.dtp import dtp, inverse, inverse_gradients, reconstruction_loss
 from ngf_tiny_mlp import assert_updates, batch, kernel, numpy_forward, output_error, run_rule, tiny_network
@@ -83,8 +83,8 @@ def test_inverses_learn_to_reconstruct():
 
 def pooled_conv_network():
     rngs = nnx.Rngs(0)
-    layers = [Conv(1, 2, 3, Pooled(jnp.tanh), rngs=rngs), Conv(2, 3, 3, Pooled(jnp.tanh), rngs=rngs),
-              Dense(2 * 2 * 3, 2, rngs=rngs)]
+    layers = [Conv(1, 2, 3, jnp.tanh, rngs=rngs), Conv(2, 3, 3, jnp.tanh, pool=MaxPool(2), rngs=rngs),
+              Dense(2 * 2 * 3, 2, pool=MaxPool(2), rngs=rngs)]
     return Network.from_model(Sequential(layers), (8, 8, 1))
 
 
@@ -94,10 +94,10 @@ def test_a_convolution_gets_a_transposed_convolution_as_inverse():
     state = dtp().init(jax.random.key(0), net, params)
     trace = net.trace_shapes(params, batch=2)
 
-    def back(trace):  # pooled z^2 → z^1's shape, through the transposed convolution
+    def back(trace):  # z^2 → z^1's shape, through the transposed convolution and the unpooling
         return inverse(net, 1, state.inverses[1], trace, trace[1].out)
 
-    assert jax.eval_shape(back, trace).shape == trace[1].inputs.shape == (2, 4, 4, 2)
+    assert jax.eval_shape(back, trace).shape == trace[1].inputs.shape == (2, 8, 8, 2)
     deltas, updates, _ = run_rule(dtp(), net, params, x, jnp.array([0, 1]))
     assert [d.shape for d in deltas] == [t.pre.shape for t in trace]
     assert all(np.all(np.isfinite(u)) for u in jax.tree.leaves(updates))

@@ -42,19 +42,27 @@ def test_models_are_registered_by_their_plugins():
 
 
 def test_cnn_with_5x5_kernels_is_lenet5():
-    """conv5(6)+pool → conv5(16)+pool → 120 → 84 → 10, with 61,706 parameters."""
+    """conv5(6) → pool∘conv5(16) → pool∘dense 120 → 84 → 10, with 61,706 parameters."""
     _, params, trace = trace_of(abstract(cnn, MNIST, 10, kernel=5))
+    assert [t.inputs.shape[1:] for t in trace] == [(28, 28, 1), (28, 28, 6), (10, 10, 16), (120,), (84,)]
     assert [t.pre.shape[1:] for t in trace] == [(28, 28, 6), (10, 10, 16), (120,), (84,), (10,)]
-    assert [t.out.shape[1:] for t in trace] == [(14, 14, 6), (5, 5, 16), (120,), (84,), (10,)]
     assert sum(a.size for a in jax.tree.leaves(params)) == 61706
 
 
-@pytest.mark.parametrize("padding, sizes", [("same,valid", (14, 6, 2)), ("same", (14, 7, 3))])
+@pytest.mark.parametrize("padding, sizes", [("same,valid", (28, 12, 4)), ("same", (28, 14, 7))])
 def test_cnn_options_from_strings(padding, sizes):
     opts = bind_options("model", "cnn", cnn, {"channels": "4,8,8", "widths": "32", "kernel": "3",
                                               "activation": "tanh", "padding": padding})
     _, _, trace = trace_of(abstract(cnn, MNIST, 10, **opts))
     assert [t.out.shape[1:] for t in trace] == [(s, s, c) for s, c in zip(sizes, (4, 8, 8))] + [(32,), (10,)]
+
+
+@pytest.mark.parametrize("name", sorted(load_registry().models))
+def test_every_activation_keeps_its_shape(name):
+    """f_l is elementwise in every registered model: pooling starts the next layer's map (DESIGN.md §2)."""
+    model = load_registry().get("model", name).factory(MNIST, 10, rngs=nnx.Rngs(0))
+    _, _, trace = trace_of(model)
+    assert all(t.pre.shape == t.out.shape for t in trace)
 
 
 def test_cnn_rejects_unknown_padding():
@@ -76,8 +84,8 @@ def test_cnn_accepts_images_without_channel_axis():
 def test_resnet_shapes_and_shortcuts(head, last):
     model = abstract(resnet, MNIST, 10, head=head)
     _, params, trace = trace_of(model)
+    assert [t.inputs.shape[1:] for t in trace] == [(28, 28, 1), (28, 28, 16), (14, 14, 16), (7, 7, 32)]
     assert [t.pre.shape[1:] for t in trace] == [(28, 28, 16), (14, 14, 16), (7, 7, 32), (10,)]
-    assert [t.out.shape[1:] for t in trace] == [(14, 14, 16), (14, 14, 16), last, (10,)]
     assert model.layers[1].project is None and model.layers[2].project is not None
     assert params[-1]["linear"]["kernel"].shape == (math.prod(last), 10)
 

@@ -302,14 +302,19 @@ def _network(model, data: DataSplits, names: dict) -> tuple[Network, tuple]:
     """The network view of ``model``, once its forward pass is known to fit the data."""
     try:
         net, params = Network.from_model(model, data.input_shape)
-        logits = jax.eval_shape(lambda p: net.logits(p, jnp.zeros((2,) + data.input_shape, jnp.float32)),
-                                params)
+        trace = net.trace_shapes(params, batch=2)
     except NgfError:
         raise
     except Exception as exc:
         detail = " ".join(str(exc).split())[:300] or type(exc).__name__
         raise NgfError(f"model {names['model']!r} does not fit dataset {names['dataset']!r} "
                        f"(one example: {tuple(data.input_shape)}): {detail}") from None
+    for l, layer in enumerate(trace):  # DESIGN.md §2: f_l keeps h^l's shape, so J^T lands where rules expect
+        if layer.pre.shape != layer.out.shape:
+            raise NgfError(f"model {names['model']!r}: layer {l + 1}'s activation changes the shape "
+                           f"{tuple(layer.pre.shape[1:])} → {tuple(layer.out.shape[1:])}; pooling and flattening "
+                           f"belong at the start of the next layer's map (docs/plugins.md)")
+    logits = trace[-1].pre
     if logits.shape != (2, data.n_classes):
         raise NgfError(f"model {names['model']!r} gives logits of shape {tuple(logits.shape[1:])} per example; "
                        f"dataset {names['dataset']!r} has {data.n_classes} classes")

@@ -1,10 +1,11 @@
-"""Convolutional layers and pooling activations (DESIGN.md §2).
+"""Convolutional layers and pooling (DESIGN.md §2).
 
-A convolution layer's ``__call__`` is its map a_l (the convolution, returning h^l)
-and its ``activation`` is f_l, which may end in pooling: rules take the
-vector–Jacobian product of f_l, so pooling needs no special case anywhere.
-Images are NHWC, the layout the datasets deliver and XLA's CPU backend prefers
-(docs/speed-cpu.md).
+A convolution layer's ``__call__`` is its map a_l (returning h^l) and its
+``activation`` is f_l, always elementwise. Pooling is parameter-free, so it belongs
+to the map of the layer *above*: a_l(θ, z) = conv(θ, pool(z)) or dense(θ, pool(z)).
+Then every J_l^T(θ, δ) lands in z^{l-1}'s shape, the vjp of the pooling included,
+and no rule needs to know that pooling exists. Images are NHWC, the layout the
+datasets deliver and XLA's CPU backend prefers.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def max_pool(x: jax.Array, window: int = 2) -> jax.Array:
 
     Rows and columns that do not fill a window are dropped (``VALID`` pooling).
     On XLA's CPU backend its backward pass ran about 2× faster than that of
-    ``lax.reduce_window`` (docs/speed-cpu.md).
+    ``lax.reduce_window`` (DESIGN.md §5).
     """
     n, height, width, channels = x.shape
     rows, cols = height // window, width // window
@@ -37,40 +38,51 @@ def global_mean_pool(x: jax.Array) -> jax.Array:
     return jnp.mean(x, axis=(1, 2))
 
 
-@dataclasses.dataclass(frozen=True)
-class Pooled:
-    """The activation f(h) = max_pool(act(h)): a pointwise activation, then pooling."""
-
-    act: Callable = identity
-    window: int = 2
-
-    def __call__(self, h: jax.Array) -> jax.Array:
-        return max_pool(self.act(h), self.window)
-
-
-@dataclasses.dataclass(frozen=True)
-class GlobalPooled:
-    """The activation f(h) = global_mean_pool(act(h)), ending a convolutional trunk."""
-
-    act: Callable = identity
-
-    def __call__(self, h: jax.Array) -> jax.Array:
-        return global_mean_pool(self.act(h))
-
-
 def as_images(z: jax.Array) -> jax.Array:
     """Give [N, H, W] inputs a channel axis; NHWC inputs pass unchanged."""
     return z[..., None] if z.ndim == 3 else z
 
 
+@dataclasses.dataclass(frozen=True)
+class MaxPool:
+    """Max pooling of a layer's input, the first part of its map: a_l(θ, z) = map(θ, max_pool(z))."""
+
+    window: int = 2
+
+    def __call__(self, z: jax.Array) -> jax.Array:
+        return max_pool(as_images(z), self.window)
+
+
+@dataclasses.dataclass(frozen=True)
+class GlobalMeanPool:
+    """The spatial mean of a layer's input, the first part of its map: a_l(θ, z) = map(θ, mean(z))."""
+
+    def __call__(self, z: jax.Array) -> jax.Array:
+        return global_mean_pool(as_images(z))
+
+
+def pooling(window: int) -> MaxPool | None:
+    """``MaxPool(window)``, or None when the window is 1 (no pooling)."""
+    return MaxPool(window) if window > 1 else None
+
+
+def pooled(pool: Callable | None, z: jax.Array) -> jax.Array:
+    """Apply a layer's input pooling, if it has one."""
+    return z if pool is None else pool(z)
+
+
 class Conv(nnx.Module):
-    """A convolution layer: h = conv(θ, z) + b, NHWC, with activation f (pooling allowed)."""
+    """A convolution layer: h = conv(θ, pool(z)) + b, NHWC, with an elementwise activation f.
+
+    ``pool`` (e.g. ``MaxPool(2)``) pools the layer's input first; None leaves it as is.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int, activation=identity, *,
-                 padding: str = "SAME", stride: int = 1, rngs: nnx.Rngs):
+                 padding: str = "SAME", stride: int = 1, pool: Callable | None = None, rngs: nnx.Rngs):
         self.conv = nnx.Conv(in_channels, out_channels, (kernel, kernel), strides=stride,
                              padding=padding, rngs=rngs)
         self.activation = activation
+        self.pool = pool
 
     def __call__(self, z: jax.Array) -> jax.Array:
-        return self.conv(as_images(z))
+        return self.conv(pooled(self.pool, as_images(z)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -29,13 +31,19 @@ def activation_by_name(name: str):
 
 
 class Dense(nnx.Module):
-    """A dense layer on the flattened input: h = W·flatten(z) + b."""
+    """A dense layer on the flattened input: h = W·flatten(pool(z)) + b.
 
-    def __init__(self, in_features: int, out_features: int, activation=identity, *, rngs: nnx.Rngs):
+    ``pool`` (e.g. ``ngf.models.conv.MaxPool(2)``) pools image inputs first; None leaves them as they are.
+    """
+
+    def __init__(self, in_features: int, out_features: int, activation=identity, *,
+                 pool: Callable | None = None, rngs: nnx.Rngs):
         self.linear = nnx.Linear(in_features, out_features, rngs=rngs)
         self.activation = activation
+        self.pool = pool
 
     def __call__(self, z: jax.Array) -> jax.Array:
+        z = z if self.pool is None else self.pool(z)
         return self.linear(z.reshape(z.shape[0], -1))
 
 

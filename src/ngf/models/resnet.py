@@ -13,15 +13,15 @@ from flax import nnx
 from ngf.core.checks import number
 from ngf.core.errors import NgfError
 from ngf.models.cnn import image_shape
-from ngf.models.conv import Conv, GlobalPooled, Pooled, as_images
+from ngf.models.conv import Conv, GlobalMeanPool, MaxPool, as_images, pooled
 from ngf.models.layers import Dense, Sequential, activation_by_name
 
 
 class ResidualBlock(nnx.Module):
-    """h = skip(z) + α·conv₂(g(conv₁(z))): identity skip, or a 1×1 projection when shapes change."""
+    """h = skip(u) + α·conv₂(g(conv₁(u))), u = pool(z): identity skip, or a 1×1 projection when shapes change."""
 
     def __init__(self, in_channels: int, out_channels: int, activation, *, stride: int = 1,
-                 branch_scale: float = 1.0, rngs: nnx.Rngs):
+                 branch_scale: float = 1.0, pool=None, rngs: nnx.Rngs):
         self.conv1 = nnx.Conv(in_channels, out_channels, (3, 3), strides=stride, padding="SAME", rngs=rngs)
         self.conv2 = nnx.Conv(out_channels, out_channels, (3, 3), padding="SAME", rngs=rngs)
         project = None
@@ -30,17 +30,18 @@ class ResidualBlock(nnx.Module):
                                use_bias=False, rngs=rngs)
         self.project = nnx.data(project)
         self.inner = activation  # g, inside the branch: part of the map a_l
-        self.activation = activation  # f_l, after the sum (replaced by pooling on the last block)
+        self.activation = activation  # f_l, after the sum
         self.branch_scale = branch_scale
+        self.pool = pool  # input pooling, the first part of a_l (None: none)
 
     def skip(self, z):
         """The shortcut: z itself, or its 1×1 projection."""
         return z if self.project is None else self.project(z)
 
     def __call__(self, z):
-        z = as_images(z)
-        # a_l(θ, z) = skip(z) + α·branch(θ, z)
-        return self.skip(z) + self.branch_scale * self.conv2(self.inner(self.conv1(z)))
+        u = pooled(self.pool, as_images(z))
+        # a_l(θ, z) = skip(u) + α·branch(θ, u), u = pool(z)
+        return self.skip(u) + self.branch_scale * self.conv2(self.inner(self.conv1(u)))
 
 
 def _block_plan(widths, blocks) -> list[tuple[int, int]]:
@@ -61,10 +62,11 @@ def resnet(input_shape, n_classes: int, *, rngs: nnx.Rngs, stem: int = 16, width
            head: str = "flatten") -> Sequential:
     """A small residual network: stem conv + pool, residual stages, a dense head.
 
-    Layers: stem 3×3 conv with ``max_pool(act(h))``; then one layer per residual
-    block; then a dense layer to the logits, on the last block's flattened output
-    or, with ``head=global``, on its global average (the last block's activation
-    then ends with the pooling). Every stage after the first starts with stride 2.
+    Layers: a stem 3×3 conv; then one layer per residual block, the first of which
+    max-pools its input 2×2; then a dense layer to the logits, on the last block's
+    flattened output or, with ``head=global``, on its global average. Pooling is
+    the start of a layer's map, so every activation is elementwise (DESIGN.md §2).
+    Every stage after the first starts with stride 2.
 
     Global pooling is not the default: its feedback is the same at every position,
     so under fa and lra each output channel's weights all moved one way and the
@@ -87,14 +89,14 @@ def resnet(input_shape, n_classes: int, *, rngs: nnx.Rngs, stem: int = 16, width
     height, width, depth = image_shape(input_shape)
     if min(height, width) < 2:
         raise NgfError(f"resnet needs images of at least 2×2, got {tuple(input_shape)}")
-    layers = [Conv(depth, int(stem), 3, Pooled(act, 2), rngs=rngs)]
+    layers = [Conv(depth, int(stem), 3, act, rngs=rngs)]
     depth = int(stem)
-    for out, stride in plan:
-        layers.append(ResidualBlock(depth, out, act, stride=stride, branch_scale=float(branch_scale), rngs=rngs))
+    for i, (out, stride) in enumerate(plan):
+        layers.append(ResidualBlock(depth, out, act, stride=stride, branch_scale=float(branch_scale),
+                                    pool=MaxPool(2) if i == 0 else None, rngs=rngs))
         depth = out
     if head == "global":
-        layers[-1].activation = GlobalPooled(act)
-        layers.append(Dense(depth, n_classes, rngs=rngs))
+        layers.append(Dense(depth, n_classes, pool=GlobalMeanPool(), rngs=rngs))
     else:
         height, width = _after_blocks(height // 2, width // 2, plan)
         layers.append(Dense(height * width * depth, n_classes, rngs=rngs))

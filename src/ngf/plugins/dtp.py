@@ -8,9 +8,8 @@ the transpose of layer l's own map with learned weights ω_l (θ_l's shape):
 
 so a dense layer's inverse is a dense layer and a convolution's is a transposed
 convolution, with no special case. J_l^T is taken at the layer's input z^{l-1}
-(for linear maps the point does not matter). Where an activation changes the
-shape (pooling), v first goes back through the vjp of f_l (unpooling) and the
-inverse's output stays linear, as σ_{l-1} cannot be applied to z^{l-1}'s shape.
+(for linear maps the point does not matter; pooling, part of a_l, is unpooled
+through the max positions of that input).
 """
 
 from typing import NamedTuple
@@ -57,15 +56,9 @@ def init_inverses(key, net, params, scale: float, dist: str) -> tuple:
         for l in range(net.depth))
 
 
-def inverse(net, l: int, inv: Inverse, trace, v: jax.Array, pre: jax.Array | None = None) -> jax.Array:
+def inverse(net, l: int, inv: Inverse, trace, v: jax.Array) -> jax.Array:
     """g_l(ω_l, c_l, v) = σ_{l-1}(J_l^T(ω_l, v) + c_l), linearised at layer l's traced input."""
-    pre = trace[l].pre if pre is None else pre
-    if v.shape != pre.shape:  # f_l pooled: unpool through its vjp to reach h^l's shape
-        v = net.activation_vjp(l, pre, v)
     back = net.input_vjp(l, inv.omega, trace[l].inputs, v) + inv.bias[None]  # c_l, per example
-    below = trace[l - 1]
-    if below.pre.shape != below.out.shape:  # σ_{l-1} pools: it cannot take z^{l-1}'s shape
-        return back
     return net.activations[l - 1](back)
 
 
@@ -73,7 +66,7 @@ def reconstruction_loss(inv: Inverse, net, l: int, theta, trace, noise: jax.Arra
     """½‖g_l(f_l(a_l(θ_l, z^{l-1}+ε))) − (z^{l-1}+ε)‖², summed over units, mean over the batch."""
     corrupted = trace[l].inputs + noise
     pre = net.pre_activation(l, theta, corrupted)
-    recon = inverse(net, l, inv, trace, net.activations[l](pre), pre)
+    recon = inverse(net, l, inv, trace, net.activations[l](pre))
     return 0.5 * jnp.sum((recon - corrupted) ** 2) / corrupted.shape[0]
 
 

@@ -48,8 +48,6 @@ def lra(
             below = trace[l - 1]
             # h̃^{l-1} = h^{l-1} − β · J_l^T(E_l, δ^l)
             back = net.input_vjp(l, state.feedback[l], trace[l].inputs, deltas[-1])
-            if back.shape != below.pre.shape:  # f_{l-1} pools: unpool through its vjp to reach h^{l-1}'s shape
-                back = net.activation_vjp(l - 1, below.pre, back)
             h_target = below.pre - beta * back
             y = net.activations[l - 1](h_target)  # y^{l-1} = f_{l-1}(h̃^{l-1})
             # δ^{l-1} = ∂(½‖z − y‖²)/∂h^{l-1} = f'(h^{l-1}) ⊙ (z^{l-1} − y^{l-1})
