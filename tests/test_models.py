@@ -16,7 +16,7 @@ from ngf.core.network import Network
 from ngf.core.options import bind_options
 from ngf.core.registry import load_registry
 from ngf.models.cnn import cnn
-from ngf.models.conv import max_pool
+from ngf.models.conv import convolve, max_pool
 from ngf.models.layers import Sequential
 from ngf.models.resnet import ResidualBlock, resnet
 
@@ -150,3 +150,26 @@ def test_max_pool_matches_reduce_window():
 
     for ours, theirs in zip(value_and_pullback(max_pool), value_and_pullback(window)):
         np.testing.assert_allclose(ours, theirs)
+
+
+@pytest.mark.parametrize("method", ["patches", "shifts"])
+@pytest.mark.parametrize("shape, kernel, stride, padding", [
+    ((28, 28, 1), (5, 5, 1, 6), 1, "SAME"), ((14, 14, 6), (5, 5, 6, 16), 1, "VALID"),
+    ((7, 9, 3), (3, 3, 3, 4), 2, "SAME"), ((8, 8, 4), (1, 1, 4, 5), 2, "SAME"), ((9, 9, 2), (3, 3, 2, 3), 2, "VALID")])
+def test_conv_methods_compute_xlas_map_and_its_vjps(method, shape, kernel, stride, padding):
+    """patches and shifts give lax.conv's output and the same vjps for the input and the kernel."""
+    keys = jax.random.split(jax.random.key(0), 3)
+    x, k = jax.random.normal(keys[0], (2,) + shape), jax.random.normal(keys[1], kernel)
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def value_and_vjps(how):
+        out, pullback = jax.vjp(lambda a, b: convolve(a, b, stride, padding, how), x, k)
+        return (out,) + pullback(jax.random.normal(keys[2], out.shape))
+
+    for ours, xla in zip(value_and_vjps(method), value_and_vjps("xla")):
+        np.testing.assert_allclose(ours, xla, rtol=1e-4, atol=1e-4)
+
+
+def test_conv_method_is_checked():
+    with pytest.raises(NgfError, match="valid methods: auto, xla, patches, shifts"):
+        abstract(cnn, MNIST, 10, conv_method="fft")

@@ -11,7 +11,7 @@ from flax import nnx
 
 from ngf.core.errors import NgfError
 from ngf.core.network import identity
-from ngf.models.conv import Conv, pooling
+from ngf.models.conv import Conv, check_conv_method, pooling
 from ngf.models.layers import Dense, Sequential, activation_by_name
 
 
@@ -43,7 +43,7 @@ def _paddings(padding, stages: int) -> tuple:
 
 def cnn(input_shape, n_classes: int, *, rngs: nnx.Rngs, channels: tuple = (6, 16),
         widths: tuple = (120, 84), activation: str = "relu", kernel: int = 3, pool: int = 2,
-        padding: tuple = ("same", "valid")) -> Sequential:
+        padding: tuple = ("same", "valid"), conv_method: str = "auto") -> Sequential:
     """A LeNet-style network: conv+pool stages, then dense layers (``kernel=5`` gives LeNet-5).
 
     By default the first convolution pads to keep the image size (LeNet-5's 32×32
@@ -58,10 +58,13 @@ def cnn(input_shape, n_classes: int, *, rngs: nnx.Rngs, channels: tuple = (6, 16
       kernel: convolution window size (square).
       pool: max-pooling window and stride (1 turns pooling off).
       padding: ``same`` or ``valid`` for each stage, e.g. ``same,same``; the last repeats.
+      conv_method: how convolutions are computed: auto, xla, patches or shifts (the same map;
+        ``ngf.models.conv.convolve``).
     """
     channels, widths = _positive("channels", channels), _positive("widths", widths)
     kernel, pool = _positive("kernel", (kernel,))[0], _positive("pool", (pool,))[0]
     act = activation_by_name(activation)
+    check_conv_method(conv_method)
     height, width, depth = image_shape(input_shape)
     paddings = _paddings(padding, len(channels))
     for pad in paddings:  # the image size after each stage, checked before anything is built
@@ -73,7 +76,7 @@ def cnn(input_shape, n_classes: int, *, rngs: nnx.Rngs, channels: tuple = (6, 16
                            f"of {kernel}×{kernel} convolution and {pool}×{pool} pooling")
     layers, pool_in = [], None  # the first convolution sees the image itself
     for out, pad in zip(channels, paddings):
-        layers.append(Conv(depth, out, kernel, act, padding=pad, pool=pool_in, rngs=rngs))
+        layers.append(Conv(depth, out, kernel, act, padding=pad, pool=pool_in, method=conv_method, rngs=rngs))
         depth, pool_in = out, pooling(pool)
     sizes = (height * width * depth,) + widths + (n_classes,)
     acts = (act,) * len(widths) + (identity,)

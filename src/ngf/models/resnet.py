@@ -13,7 +13,7 @@ from flax import nnx
 from ngf.core.checks import number
 from ngf.core.errors import NgfError
 from ngf.models.cnn import image_shape
-from ngf.models.conv import Conv, GlobalMeanPool, MaxPool, as_images, pooled
+from ngf.models.conv import Conv, GlobalMeanPool, MaxPool, apply_conv, as_images, check_conv_method, pooled
 from ngf.models.layers import Dense, Sequential, activation_by_name
 
 
@@ -21,7 +21,7 @@ class ResidualBlock(nnx.Module):
     """h = skip(u) + α·conv₂(g(conv₁(u))), u = pool(z): identity skip, or a 1×1 projection when shapes change."""
 
     def __init__(self, in_channels: int, out_channels: int, activation, *, stride: int = 1,
-                 branch_scale: float = 1.0, pool=None, rngs: nnx.Rngs):
+                 branch_scale: float = 1.0, pool=None, method: str = "auto", rngs: nnx.Rngs):
         self.conv1 = nnx.Conv(in_channels, out_channels, (3, 3), strides=stride, padding="SAME", rngs=rngs)
         self.conv2 = nnx.Conv(out_channels, out_channels, (3, 3), padding="SAME", rngs=rngs)
         project = None
@@ -33,15 +33,17 @@ class ResidualBlock(nnx.Module):
         self.activation = activation  # f_l, after the sum
         self.branch_scale = branch_scale
         self.pool = pool  # input pooling, the first part of a_l (None: none)
+        self.method = check_conv_method(method)  # how each convolution is computed (convolve)
 
     def skip(self, z):
         """The shortcut: z itself, or its 1×1 projection."""
-        return z if self.project is None else self.project(z)
+        return z if self.project is None else apply_conv(self.project, z, self.method)
 
     def __call__(self, z):
         u = pooled(self.pool, as_images(z))
         # a_l(θ, z) = skip(u) + α·branch(θ, u), u = pool(z)
-        return self.skip(u) + self.branch_scale * self.conv2(self.inner(self.conv1(u)))
+        branch = apply_conv(self.conv2, self.inner(apply_conv(self.conv1, u, self.method)), self.method)
+        return self.skip(u) + self.branch_scale * branch
 
 
 def _block_plan(widths, blocks) -> list[tuple[int, int]]:
@@ -59,7 +61,7 @@ HEADS = ("flatten", "global")
 
 def resnet(input_shape, n_classes: int, *, rngs: nnx.Rngs, stem: int = 16, widths: tuple = (16, 32),
            blocks: tuple = (1, 1), activation: str = "relu", branch_scale: float = 1.0,
-           head: str = "flatten") -> Sequential:
+           head: str = "flatten", conv_method: str = "auto") -> Sequential:
     """A small residual network: stem conv + pool, residual stages, a dense head.
 
     Layers: a stem 3×3 conv; then one layer per residual block, the first of which
@@ -79,6 +81,7 @@ def resnet(input_shape, n_classes: int, *, rngs: nnx.Rngs, stem: int = 16, width
       activation: activation inside and after each block: relu, tanh, gelu, elu...
       branch_scale: α in h = skip(z) + α·branch(z) (small values start near the identity).
       head: ``flatten`` (dense layer on the last block's whole output) or ``global`` (on its spatial mean).
+      conv_method: how convolutions are computed: auto, xla, patches or shifts (the same map).
     """
     act = activation_by_name(activation)
     stem = number("resnet", "stem", stem, minimum=1, integer=True)
@@ -89,11 +92,12 @@ def resnet(input_shape, n_classes: int, *, rngs: nnx.Rngs, stem: int = 16, width
     height, width, depth = image_shape(input_shape)
     if min(height, width) < 2:
         raise NgfError(f"resnet needs images of at least 2×2, got {tuple(input_shape)}")
-    layers = [Conv(depth, int(stem), 3, act, rngs=rngs)]
+    check_conv_method(conv_method)
+    layers = [Conv(depth, int(stem), 3, act, method=conv_method, rngs=rngs)]
     depth = int(stem)
     for i, (out, stride) in enumerate(plan):
         layers.append(ResidualBlock(depth, out, act, stride=stride, branch_scale=float(branch_scale),
-                                    pool=MaxPool(2) if i == 0 else None, rngs=rngs))
+                                    pool=MaxPool(2) if i == 0 else None, method=conv_method, rngs=rngs))
         depth = out
     if head == "global":
         layers.append(Dense(depth, n_classes, pool=GlobalMeanPool(), rngs=rngs))
