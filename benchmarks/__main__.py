@@ -33,6 +33,9 @@ def parse(argv=None):
     p.add_argument("--epochs", type=int, help="timed epochs after the warm-up (default 5; quick 3)")
     p.add_argument("--warmup", type=int, default=1, help="untimed epochs first (compilation included)")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--mlp-width", type=int, default=512,
+                   help="width of the mlp's two hidden layers in every framework (default 512, ngf's mlp; "
+                        "DESIGN.md §5 timed 256)")
     p.add_argument("--data", default="mnist", help="mnist (found through $NGF_DATA_DIR) or synthetic")
     p.add_argument("--mlp-examples", type=int, help="training examples per mlp epoch (default: all 60000; "
                    "quick: 6400 on a CPU)")
@@ -53,7 +56,7 @@ def parse(argv=None):
     if set(args.models) - {"mlp", "cnn"}:
         p.error("--models takes mlp, cnn or both")
     settings = Settings(sections=args.sections, quick=args.quick, epochs=args.epochs, warmup=args.warmup,
-                        batch_size=args.batch_size, data=args.data, mlp_examples=args.mlp_examples,
+                        batch_size=args.batch_size, mlp_width=args.mlp_width, data=args.data, mlp_examples=args.mlp_examples,
                         cnn_examples=args.cnn_examples, scaling_examples=args.scaling_examples,
                         rules=args.rules, widths=args.widths, batches=args.batches, json=args.json,
                         png=args.png or None, threads=args.threads)

@@ -29,6 +29,7 @@ class Settings:
     epochs: int | None = None  # timed epochs, after ``warmup``
     warmup: int = 1
     batch_size: int = 64
+    mlp_width: int = 512  # the mlp's two hidden layers (512: the registered default; DESIGN.md §5 timed 256)
     lr: float = 1e-3
     data: str = "mnist"  # or "synthetic": random MNIST-shaped images (tests, no data at hand)
     mlp_examples: int | None = None  # training examples per epoch (a fixed subset, the same for all)

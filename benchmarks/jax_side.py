@@ -23,14 +23,15 @@ def registry():
     return load_registry()
 
 
-# The networks every framework trains: the registered defaults, except that cnn is
-# pinned to LeNet-5's 5×5 kernels (DESIGN.md §5; the PyTorch twin is LeNet-5 too).
-MODEL_OPTS = {"mlp": {}, "cnn": {"kernel": 5}}
+def model_opts(model: str, settings: Settings) -> dict:
+    """The networks every framework trains: the mlp at ``settings.mlp_width`` (512, the registered
+    default), and cnn pinned to LeNet-5's 5×5 kernels (DESIGN.md §5; the PyTorch twin is LeNet-5 too)."""
+    return {"mlp": {"widths": (settings.mlp_width,) * 2}, "cnn": {"kernel": 5}}.get(model, {})
 
 
-def build_model(model: str, input_shape: tuple, **opts) -> nnx.Module:
-    """The registered model (mlp: 512-512 relu; cnn: LeNet-5), seed 0."""
-    opts = {**MODEL_OPTS.get(model, {}), **opts}
+def build_model(model: str, input_shape: tuple, settings: Settings, **opts) -> nnx.Module:
+    """The registered model with the benchmark's options (``model_opts``), seed 0."""
+    opts = {**model_opts(model, settings), **opts}
     return registry().get("model", model).factory(input_shape, 10, rngs=nnx.Rngs(0), **opts)
 
 
@@ -39,7 +40,7 @@ def ngf_engine(rule: str, model: str, data: Dataset, settings: Settings, steps_p
     """An Engine, its initial state and the data on the device."""
     from ngf.core.engine import Engine, choose_steps_per_call
     from ngf.core.network import Network
-    module = build_model(model, data.x.shape[1:], **model_opts)
+    module = build_model(model, data.x.shape[1:], settings, **model_opts)
     net, params = Network.from_model(module, data.x.shape[1:])
     n_steps = len(data.x) // settings.batch_size
     per_call = steps_per_call or choose_steps_per_call(module, n_steps)
@@ -63,9 +64,9 @@ def ngf_contender(rule: str, model: str, data: Dataset, settings: Settings, step
 
 # ---- hand-written networks: plain arrays, plain functions ------------------------------------
 
-def plain_params(model: str, input_shape: tuple) -> list:
+def plain_params(model: str, input_shape: tuple, settings: Settings) -> list:
     """The registered model's initial weights as a list of (kernel, bias) pairs."""
-    module = build_model(model, input_shape)
+    module = build_model(model, input_shape, settings)
     pairs = []
     for layer in module.layers:
         inner = layer.conv if hasattr(layer, "conv") else layer.linear
@@ -74,7 +75,7 @@ def plain_params(model: str, input_shape: tuple) -> list:
 
 
 def mlp_apply(params: list, x: jax.Array) -> jax.Array:
-    """784-512-512-10 relu on flattened images."""
+    """784-W-W-10 relu on flattened images."""
     z = x.reshape(x.shape[0], -1)
     for w, b in params[:-1]:
         z = jax.nn.relu(z @ w + b[None])
@@ -128,7 +129,7 @@ def handwritten_contender(mode: str, model: str, data: Dataset, settings: Settin
         run = jax.jit(lambda carry, perm: jax.lax.scan(
             lambda c, i: (step(c, i, perm), None), carry, jnp.arange(n_steps))[0], donate_argnums=0)
 
-    params = plain_params(model, data.x.shape[1:])
+    params = plain_params(model, data.x.shape[1:], settings)
     box = [(params, optimizer.init(params))]
 
     def epoch(i: int) -> None:

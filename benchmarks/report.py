@@ -23,7 +23,8 @@ def header(result: dict) -> str:
     load = f", load average {load[0]:.1f} at the start" if load else ""
     return (f"{m['date']} on {m['host']}: {m['device']} ({m['platform']}), {m['cores']} cores{load}; "
             f"Python {m['python']}, jax {m['jax']}, {torch}.\n"
-            f"`{m['command']}`: batch {s['batch_size']}, Adam {s['lr']}, {s['warmup']} warm-up epoch(s) "
+            f"`{m['command']}`: mlp 784-{s.get('mlp_width', 512)}-{s.get('mlp_width', 512)}-10, LeNet-5, "
+            f"batch {s['batch_size']}, Adam {s['lr']}, {s['warmup']} warm-up epoch(s) "
             f"then the median of {s['epochs']} timed epochs, contenders of a model interleaved epoch by epoch; "
             f"data: {m.get('data')}.")
 

@@ -116,13 +116,13 @@ def _define():
             feedback = [getattr(self, f"d{i}") for i in range(len(hidden))]
             return DFAOutput.apply(logits, feedback, *hidden)
 
-    def mlp(rule):
+    def mlp(rule, width):
         relu = torch.relu
-        layers = [Layer(nn.Linear(784, 512), relu, False, rule), Layer(nn.Linear(512, 512), relu, False, rule),
-                  Layer(nn.Linear(512, 10), lambda h: h, False, rule)]
-        return Net(layers, rule, [512, 512])
+        layers = [Layer(nn.Linear(784, width), relu, False, rule), Layer(nn.Linear(width, width), relu, False, rule),
+                  Layer(nn.Linear(width, 10), lambda h: h, False, rule)]
+        return Net(layers, rule, [width, width])
 
-    def cnn(rule):
+    def cnn(rule, width=None):
         relu = torch.relu
         layers = [Layer(nn.Conv2d(1, 6, 5, padding=2), relu, True, rule, 2),
                   Layer(nn.Conv2d(6, 16, 5), relu, True, rule, 0),
@@ -154,7 +154,7 @@ def torch_contender(rule: str, model: str, data: Dataset, settings: Settings, th
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     device = device_name()
-    net = models()[model](rule).to(device)
+    net = models()[model](rule, settings.mlp_width).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=settings.lr)
     x = torch.as_tensor(data.x).permute(0, 3, 1, 2).contiguous().to(device)  # NCHW, uint8
     y = torch.as_tensor(data.y).long().to(device)
