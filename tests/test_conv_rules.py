@@ -213,3 +213,23 @@ def test_signals_ignore_forward_weights_above(rule_name, model_name):
         moved = signals(perturbed_above(params, l, jax.random.key(l + 10)))
         same = np.allclose(moved[l], reference[l], rtol=1e-6, atol=1e-7)
         assert same == (rule_name != "bp"), f"layer {l}: signal {'changed' if not same else 'did not change'}"
+
+
+def test_dfa_delivers_where_the_next_layer_reads():
+    """dfa: D_l e goes to p_{l+1}(z^l); through a pooling that is the max positions of z^l (DESIGN.md §3)."""
+    if "dfa" not in REGISTRY.rules:
+        pytest.skip("dfa is not registered")
+    net, params = equation_net()
+    rule = REGISTRY.get("rule", "dfa").factory()
+    state = rule.init(jax.random.key(0), net, params)
+    x = jax.random.normal(jax.random.key(1), (3,) + IMG)
+    labels = jnp.array([0, 2, 1])
+    _, trace = net.forward(params, x)
+    deltas, _ = jax.jit(lambda p: rule.compute_targets(net, p, trace, labels, state))(params)
+    assert state.feedback[1].shape == (2 * 2 * 2, CLASSES)  # the pooled 2×2×2, not the 4×4×2 of z^2
+    e = np.asarray(output_error(trace[-1].pre, labels))
+    h2 = np.asarray(trace[1].pre)
+    for n in range(len(labels)):
+        _, P = pool_dense(np.tanh(h2[n]))
+        expected = (1 - np.tanh(h2[n]) ** 2).ravel() * (P.T @ (arr(state.feedback[1]) @ e[n]))
+        np.testing.assert_allclose(np.asarray(deltas[1][n]).ravel(), expected, rtol=1e-4, atol=1e-6)

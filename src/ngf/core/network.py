@@ -2,9 +2,11 @@
 
 Layer l maps its input z^{l-1} to a pre-activation h^l = a_l(θ_l, z^{l-1}) and an
 output z^l = f_l(h^l). The map a_l is whatever the layer module's ``__call__`` does
-(dense, convolution, a residual block...); f_l is its ``activation`` attribute, which
-may be any differentiable function (pooling included). Every learning rule is written
-with the three vector–Jacobian products below, so it works for every layer type.
+(dense, convolution, a residual block...); f_l is its ``activation`` attribute, a
+differentiable function that keeps h^l's shape. A layer may start its map with a
+parameter-free ``pool`` (a_l(θ, z) = m_l(θ, p_l(z)): pooling, flattening); rules that
+skip layers (dfa) deliver their signal where p_{l+1} reads. Every learning rule is
+written with the vector–Jacobian products below, so it works for every layer type.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class Network:
     rests: tuple  # non-parameter state of each layer (usually empty)
     activations: tuple
     input_shape: tuple | None = None  # shape of one example, when known
+    pools: tuple = ()  # p_l, the parameter-free start of each layer's map (None: none), from its ``pool``
 
     @classmethod
     def from_model(cls, model: nnx.Module, input_shape: tuple | None = None) -> tuple["Network", Params]:
@@ -52,7 +55,8 @@ class Network:
             params.append(theta)
             rests.append(rest)
             acts.append(getattr(layer, "activation", None) or identity)
-        return cls(tuple(graphdefs), tuple(rests), tuple(acts), input_shape), tuple(params)
+        pools = tuple(getattr(layer, "pool", None) for layer in layers)
+        return cls(tuple(graphdefs), tuple(rests), tuple(acts), input_shape, pools), tuple(params)
 
     @property
     def depth(self) -> int:
@@ -93,6 +97,16 @@ class Network:
         """∇θ_l = vjp_θ a_l(θ_l, z^{l-1})(δ^l): the local update of layer l (§2)."""
         _, pullback = jax.vjp(lambda th: self.pre_activation(l, th, z), theta)
         return pullback(delta)[0]
+
+    def pooled_input(self, l: int, z: jax.Array) -> jax.Array:
+        """p_l(z): what the parameters of layer l read of its input z (z itself without a ``pool``)."""
+        pool = self.pools[l] if l < len(self.pools) else None
+        return z if pool is None else pool(z)
+
+    def pool_vjp(self, l: int, z: jax.Array, v: jax.Array) -> jax.Array:
+        """The vjp of p_l at z: v, given where layer l reads, sent back to z's shape (unpooling)."""
+        _, pullback = jax.vjp(lambda inp: self.pooled_input(l, inp), z)
+        return pullback(v)[0]
 
     def activation_vjp(self, l: int, h: jax.Array, v: jax.Array) -> jax.Array:
         """f_l'(h) ⊙ v, or the general vector–Jacobian product of f_l at h."""

@@ -13,16 +13,21 @@ from ngf.core.rule import LearningRule
 
 
 class DFAState(NamedTuple):
-    """Fixed random D_l of shape [size(z^l), n_classes] per hidden layer (the output layer has none)."""
+    """Fixed random D_l of shape [size(p_{l+1}(z^l)), n_classes] per hidden layer (the output layer has none)."""
 
     feedback: tuple
 
 
+def read_shapes(net, params) -> list:
+    """The shape of p_{l+1}(z^l), what layer l+1's parameters read of z^l, for each hidden layer."""
+    shapes = net.trace_shapes(params)
+    return [jax.eval_shape(lambda z, l=l: net.pooled_input(l + 1, z), t.out) for l, t in enumerate(shapes[:-1])]
+
+
 def direct_feedback(key, net, params, scale: float, dist: str) -> tuple:
     """One random D_l per hidden layer, sized from the trace's shapes at init."""
-    shapes = net.trace_shapes(params)
-    n_classes = shapes[-1].pre.shape[-1]
-    like = [jax.ShapeDtypeStruct((math.prod(t.out.shape[1:]), n_classes), t.out.dtype) for t in shapes[:-1]]
+    n_classes = net.trace_shapes(params)[-1].pre.shape[-1]
+    like = [jax.ShapeDtypeStruct((math.prod(r.shape[1:]), n_classes), r.dtype) for r in read_shapes(net, params)]
     return tuple(random_like(key, like, scale, dist))
 
 
@@ -43,9 +48,11 @@ def dfa(scale: float = 1.0, dist: str = "normal") -> LearningRule:
         e = output_error(trace[-1].pre, labels)  # δ^L = e
         deltas = []
         for l, d in enumerate(state.feedback):
-            # δ^l = f'(h^l) ⊙ reshape(D_l e): the vjp of f_l at h^l, so pooling needs no special case
-            projected = (e @ d.T).reshape(trace[l].out.shape)
-            deltas.append(net.activation_vjp(l, trace[l].pre, projected))
+            # δ^l = f'(h^l) ⊙ p_{l+1}ᵀ(D_l e): D_l e lands where layer l+1 reads z^l (for a pooling
+            # p_{l+1}, the max positions; the whole of z^l when it has none)
+            read = net.pooled_input(l + 1, trace[l].out)
+            at_output = net.pool_vjp(l + 1, trace[l].out, (e @ d.T).reshape(read.shape))
+            deltas.append(net.activation_vjp(l, trace[l].pre, at_output))
         return tuple(deltas) + (e,), state
 
     def local_update(net, params, trace, deltas, state):
