@@ -146,11 +146,14 @@ def steps_per_call(path: str, n_steps: int) -> int:
 
 
 def build(spec: str, data: Dataset, settings: Settings):
-    """A contender from ``ngf:RULE:MODEL`` (``ngf@1``, ``ngf@scan``, ``ngf@epoch`` force the Engine's path)
+    """A contender from ``ngf:RULE:MODEL`` (``ngf@1``, ``ngf@scan``, ``ngf@epoch`` force the Engine's path;
+    ``ngf@patches`` convolves by im2col)
     or ``jax-loop:bp:MODEL`` / ``jax-scan:bp:MODEL``."""
     framework, rule, model = spec.split(":")
     if framework.startswith("ngf"):
         path = framework.partition("@")[2]
+        if path == "patches":  # the default path, with convolutions by im2col
+            return ngf_contender(rule, model, data, settings, None, conv_method="patches")
         per_call = steps_per_call(path, len(data.x) // settings.batch_size) if path else None
         return ngf_contender(rule, model, data, settings, per_call)
     return handwritten_contender(framework.removeprefix("jax-"), model, data, settings)

@@ -24,6 +24,7 @@ RULE_TARGETS = {"fa": 1.30, "dfa": 1.30, "lra": 1.30, "dtp": 2.5}
 TORCH_TARGETS = {"mlp": 0.5, "cnn": 1.0}
 HANDWRITTEN_TARGETS = {"mlp": 1.10}
 ENGINE_PATHS = ("1", "scan", "epoch")
+CONV_PATHS = {"cnn": ("patches",)}  # the default engine path, with convolutions by im2col
 
 
 STARTED = time.perf_counter()
@@ -40,6 +41,7 @@ def label(spec: str) -> str:
     return {"ngf": f"ngf {rule}", "torch": f"PyTorch {rule}", "jax-loop": "JAX by hand, step per call",
             "jax-scan": "JAX by hand, epoch in lax.scan", "ngf@1": f"ngf {rule}, step per call",
             "ngf@scan": f"ngf {rule}, lax.scan, {PROGRESS_CALLS} calls", "ngf@epoch": f"ngf {rule}, epoch in one call",
+            "ngf@patches": f"ngf {rule}, convolutions by im2col (conv_method=patches)",
             }[framework]
 
 
@@ -62,7 +64,7 @@ def pools(settings: Settings, models: tuple, has_torch: bool, on_cpu: bool) -> d
         if "rules" in settings.sections:
             specs += [f"ngf:{r}:{model}" for r in rules_to_run(settings)]
         if "paths" in settings.sections:
-            specs += [f"ngf@{path}:bp:{model}" for path in ENGINE_PATHS]
+            specs += [f"ngf@{path}:bp:{model}" for path in ENGINE_PATHS + CONV_PATHS.get(model, ())]
         if "torch" in settings.sections and has_torch:
             specs += [f"ngf:{r}:{model}" for r in TORCH_RULES] + [f"torch:{r}:{model}" for r in TORCH_RULES]
             if on_cpu and settings.threads > 1:  # PyTorch's threads can lose to one on a loaded machine
@@ -121,7 +123,7 @@ def ratio_rows(model: str, pool: dict, settings: Settings) -> list[dict]:
             if f"ngf:{rule}:{model}" in med:
                 add(f"{rule} / bp (both ngf)", f"ngf:{rule}:{model}", bp, RULE_TARGETS.get(rule))
     if "paths" in settings.sections and bp in med:
-        for path in ENGINE_PATHS:
+        for path in ENGINE_PATHS + CONV_PATHS.get(model, ()):
             spec = f"ngf@{path}:bp:{model}"
             if spec in med:
                 add(f"{label(spec)} / ngf bp, default path", spec, bp, None)

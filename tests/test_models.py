@@ -171,5 +171,5 @@ def test_conv_methods_compute_xlas_map_and_its_vjps(method, shape, kernel, strid
 
 
 def test_conv_method_is_checked():
-    with pytest.raises(NgfError, match="valid methods: auto, xla, patches, shifts"):
+    with pytest.raises(NgfError, match="valid methods: xla, patches, shifts"):
         abstract(cnn, MNIST, 10, conv_method="fft")

@@ -43,7 +43,7 @@ def _paddings(padding, stages: int) -> tuple:
 
 def cnn(input_shape, n_classes: int, *, rngs: nnx.Rngs, channels: tuple = (6, 16),
         widths: tuple = (120, 84), activation: str = "relu", kernel: int = 3, pool: int = 2,
-        padding: tuple = ("same", "valid"), conv_method: str = "auto") -> Sequential:
+        padding: tuple = ("same", "valid"), conv_method: str = "xla") -> Sequential:
     """A LeNet-style network: conv+pool stages, then dense layers (``kernel=5`` gives LeNet-5).
 
     By default the first convolution pads to keep the image size (LeNet-5's 32×32
@@ -58,7 +58,7 @@ def cnn(input_shape, n_classes: int, *, rngs: nnx.Rngs, channels: tuple = (6, 16
       kernel: convolution window size (square).
       pool: max-pooling window and stride (1 turns pooling off).
       padding: ``same`` or ``valid`` for each stage, e.g. ``same,same``; the last repeats.
-      conv_method: how convolutions are computed: auto, xla, patches or shifts (the same map;
+      conv_method: how convolutions are computed: xla (lax.conv), patches (im2col) or shifts (the same map;
         ``ngf.models.conv.convolve``).
     """
     channels, widths = _positive("channels", channels), _positive("widths", widths)

@@ -72,7 +72,7 @@ def pooled(pool: Callable | None, z: jax.Array) -> jax.Array:
     return z if pool is None else pool(z)
 
 
-CONV_METHODS = ("auto", "xla", "patches", "shifts")
+CONV_METHODS = ("xla", "patches", "shifts")
 
 
 def check_conv_method(method: str) -> str:
@@ -100,31 +100,19 @@ def _windows(x: jax.Array, kh: int, kw: int, stride: int, padding: str):
             for i in range(kh) for j in range(kw)]
 
 
-def resolve_conv_method(method: str, in_channels: int) -> str:
-    """``auto``: on a CPU, shifts below 4 input channels and patches above; XLA's own elsewhere.
-
-    On XLA's CPU backend the convolution op was the slowest part of a LeNet-5 step: its
-    forward pass from one input channel took 3.5 ms against 0.3 ms as shifted matmuls,
-    and inside ``lax.scan`` it ran 3.5× slower still (docs/benchmarks.md).
-    """
-    if method != "auto":
-        return method
-    if jax.default_backend() != "cpu":
-        return "xla"
-    return "shifts" if in_channels < 4 else "patches"
-
-
 def convolve(x: jax.Array, kernel: jax.Array, stride: int = 1, padding: str = "SAME",
-             method: str = "auto") -> jax.Array:
+             method: str = "xla") -> jax.Array:
     """Convolve NHWC ``x`` with an HWIO ``kernel`` (no bias): the same map three ways.
 
-    ``xla``: ``lax.conv_general_dilated``. ``patches``: im2col, every window's input in
-    one matrix times the flattened kernel. ``shifts``: the sum over window offsets
-    (i, j) of the shifted input times kernel[i, j]. ``auto`` picks by backend and
-    input channels (``resolve_conv_method``). Gradients come from autodiff of each.
+    ``xla`` (the default): ``lax.conv_general_dilated``. ``patches``: im2col, every
+    window's input in one matrix times the flattened kernel. ``shifts``: the sum over
+    window offsets (i, j) of the shifted input times kernel[i, j]. Gradients come from
+    autodiff of each. On this project's CPU the convolution op alone was up to 10×
+    slower than shifted matmuls (one input channel), yet whole ngf training steps ran
+    no faster with either alternative, so XLA's op stays the default
+    (docs/benchmarks.md, the ``paths`` section).
     """
     kh, kw, cin, cout = kernel.shape
-    method = resolve_conv_method(method, cin)
     if method == "xla":
         return jax.lax.conv_general_dilated(x, kernel, (stride, stride), padding,
                                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
@@ -134,7 +122,7 @@ def convolve(x: jax.Array, kernel: jax.Array, stride: int = 1, padding: str = "S
     return sum(w @ kernel[i // kw, i % kw] for i, w in enumerate(windows))  # h = Σ_ij x_(i,j) · K[i, j]
 
 
-def apply_conv(conv: nnx.Conv, x: jax.Array, method: str = "auto") -> jax.Array:
+def apply_conv(conv: nnx.Conv, x: jax.Array, method: str = "xla") -> jax.Array:
     """``conv(x)`` for an ``nnx.Conv`` with square strides and SAME/VALID padding, by ``convolve``."""
     stride = conv.strides if isinstance(conv.strides, int) else conv.strides[0]
     h = convolve(x, conv.kernel[...], stride, conv.padding, method)
@@ -150,7 +138,7 @@ class Conv(nnx.Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int, activation=identity, *,
                  padding: str = "SAME", stride: int = 1, pool: Callable | None = None,
-                 method: str = "auto", rngs: nnx.Rngs):
+                 method: str = "xla", rngs: nnx.Rngs):
         self.conv = nnx.Conv(in_channels, out_channels, (kernel, kernel), strides=stride,
                              padding=padding, rngs=rngs)
         self.activation = activation

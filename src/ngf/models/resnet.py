@@ -21,7 +21,7 @@ class ResidualBlock(nnx.Module):
     """h = skip(u) + α·conv₂(g(conv₁(u))), u = pool(z): identity skip, or a 1×1 projection when shapes change."""
 
     def __init__(self, in_channels: int, out_channels: int, activation, *, stride: int = 1,
-                 branch_scale: float = 1.0, pool=None, method: str = "auto", rngs: nnx.Rngs):
+                 branch_scale: float = 1.0, pool=None, method: str = "xla", rngs: nnx.Rngs):
         self.conv1 = nnx.Conv(in_channels, out_channels, (3, 3), strides=stride, padding="SAME", rngs=rngs)
         self.conv2 = nnx.Conv(out_channels, out_channels, (3, 3), padding="SAME", rngs=rngs)
         project = None
@@ -61,7 +61,7 @@ HEADS = ("flatten", "global")
 
 def resnet(input_shape, n_classes: int, *, rngs: nnx.Rngs, stem: int = 16, widths: tuple = (16, 32),
            blocks: tuple = (1, 1), activation: str = "relu", branch_scale: float = 1.0,
-           head: str = "flatten", conv_method: str = "auto") -> Sequential:
+           head: str = "flatten", conv_method: str = "xla") -> Sequential:
     """A small residual network: stem conv + pool, residual stages, a dense head.
 
     Layers: a stem 3×3 conv; then one layer per residual block, the first of which
@@ -81,7 +81,7 @@ def resnet(input_shape, n_classes: int, *, rngs: nnx.Rngs, stem: int = 16, width
       activation: activation inside and after each block: relu, tanh, gelu, elu...
       branch_scale: α in h = skip(z) + α·branch(z) (small values start near the identity).
       head: ``flatten`` (dense layer on the last block's whole output) or ``global`` (on its spatial mean).
-      conv_method: how convolutions are computed: auto, xla, patches or shifts (the same map).
+      conv_method: how convolutions are computed: xla (lax.conv), patches (im2col) or shifts (the same map).
     """
     act = activation_by_name(activation)
     stem = number("resnet", "stem", stem, minimum=1, integer=True)
