@@ -135,7 +135,12 @@ def test_a_signal_ends_the_run_cleanly_and_resume_finishes_it(name, status, whol
                                                               capsys):
     out = tmp_path / "run"
     monkeypatch.setenv("NGF_TEST_SIGNAL", f"{name}@2")
-    assert main([*SEARCH, "--plugin", "ngf_signal_plugin", "--out", str(out)]) == status
+    # Python's own Ctrl-C handler, even where the suite was started with SIGINT ignored (`cmd &` in a script)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert main([*SEARCH, "--plugin", "ngf_signal_plugin", "--out", str(out)]) == status
+    finally:
+        signal.signal(signal.SIGINT, previous)
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1
     assert lines[0].endswith(f"after epoch 2 of {EPOCHS}; resume with: ngf run --plugin ngf_tiny_data "
