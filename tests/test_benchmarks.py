@@ -48,3 +48,10 @@ def test_memory_probe_in_this_process():
 def test_unknown_section_is_refused():
     with pytest.raises(SystemExit):
         bench.parse(["--sections", "nope"])
+
+
+def test_conv_methods_benchmark_runs(capsys):
+    from benchmarks import conv_methods
+    conv_methods.main(["--rounds", "1", "--calls", "1"])
+    out = capsys.readouterr().out
+    assert out.count("forward+grads") == 6 and "conv2 6→16" in out
