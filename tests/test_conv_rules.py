@@ -233,3 +233,12 @@ def test_dfa_delivers_where_the_next_layer_reads():
         _, P = pool_dense(np.tanh(h2[n]))
         expected = (1 - np.tanh(h2[n]) ** 2).ravel() * (P.T @ (arr(state.feedback[1]) @ e[n]))
         np.testing.assert_allclose(np.asarray(deltas[1][n]).ravel(), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_only_a_callable_pool_is_a_layers_pooling():
+    """A layer's ``pool`` counts only when callable (a pool *size* is not a pooling)."""
+    rngs = nnx.Rngs(0)
+    first, second = Dense(4, 3, jnp.tanh, rngs=rngs), Dense(3, 2, pool=MaxPool(2), rngs=rngs)
+    first.pool = 2  # an integer attribute that happens to share the name
+    net, _ = Network.from_model(Sequential([first, second]), (4,))
+    assert net.pools == (None, MaxPool(2))

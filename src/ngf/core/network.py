@@ -55,7 +55,7 @@ class Network:
             params.append(theta)
             rests.append(rest)
             acts.append(getattr(layer, "activation", None) or identity)
-        pools = tuple(getattr(layer, "pool", None) for layer in layers)
+        pools = tuple(p if callable(p := getattr(layer, "pool", None)) else None for layer in layers)
         return cls(tuple(graphdefs), tuple(rests), tuple(acts), input_shape, pools), tuple(params)
 
     @property
