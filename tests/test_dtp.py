@@ -109,3 +109,28 @@ def test_shallow_networks(widths):
     x, y = batch()
     deltas, _, state = run_rule(dtp(), net, params, x, y)
     assert len(deltas) == net.depth and all(inv is None for inv in state.inverses)
+
+
+@pytest.mark.parametrize("model", ["mlp", "pooled-conv", "resnet"])
+def test_reconstruction_gradient_by_hand_equals_autodiff(model):
+    """The hand-written ∇(ω, c) of the inverse's loss equals jax.grad of reconstruction_loss."""
+    from ngf.core.registry import load_registry
+    from ngf.plugins.dtp import reconstruction_gradient, reconstruction_loss
+    if model == "pooled-conv":
+        net, params = pooled_conv_network()
+        x = jax.random.uniform(jax.random.key(0), (3, 8, 8, 1))
+    else:
+        opts = {"mlp": {"widths": (6, 5)}, "resnet": {"stem": 3, "widths": (3, 4), "blocks": (1, 1)}}[model]
+        factory = load_registry().get("model", model).factory
+        net, params = Network.from_model(factory((8, 8, 1), 3, rngs=nnx.Rngs(0), **opts), (8, 8, 1))
+        x = jax.random.uniform(jax.random.key(0), (3, 8, 8, 1))
+    state = dtp().init(jax.random.key(1), net, params)
+    _, trace = net.forward(params, x)
+    for l, inv in enumerate(state.inverses):
+        if inv is None:
+            continue
+        eps = 0.1 * jax.random.normal(jax.random.key(l), trace[l].inputs.shape)
+        ours = reconstruction_gradient(inv, net, l, params[l], trace, eps)
+        reference = jax.grad(reconstruction_loss)(inv, net, l, params[l], trace, eps)
+        for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(reference)):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

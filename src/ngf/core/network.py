@@ -93,6 +93,10 @@ class Network:
         _, pullback = jax.vjp(lambda inp: self.pre_activation(l, theta, inp), z)
         return pullback(delta)[0]
 
+    def input_jvp(self, l: int, theta: Any, z: jax.Array, r: jax.Array) -> jax.Array:
+        """J_l(θ)·r: the Jacobian–vector product of a_l w.r.t. its input, at z, with θ."""
+        return jax.jvp(lambda inp: self.pre_activation(l, theta, inp), (z,), (r,))[1]
+
     def param_vjp(self, l: int, theta: Any, z: jax.Array, delta: jax.Array) -> Any:
         """∇θ_l = vjp_θ a_l(θ_l, z^{l-1})(δ^l): the local update of layer l (§2)."""
         _, pullback = jax.vjp(lambda th: self.pre_activation(l, th, z), theta)

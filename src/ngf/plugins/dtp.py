@@ -70,6 +70,23 @@ def reconstruction_loss(inv: Inverse, net, l: int, theta, trace, noise: jax.Arra
     return 0.5 * jnp.sum((recon - corrupted) ** 2) / corrupted.shape[0]
 
 
+def reconstruction_gradient(inv: Inverse, net, l: int, theta, trace, noise: jax.Array) -> Inverse:
+    """∇ of ``reconstruction_loss`` w.r.t. (ω_l, c_l), by hand: two products with a_l's Jacobian.
+
+    With u = J_l^T(ω, v) + c and r = ∂loss/∂u, ∂loss/∂c = Σ_n r and, as ⟨r, J^T(ω)v⟩ =
+    ⟨J(ω)r, v⟩, ∂loss/∂ω = vjp_ω(ω ↦ J(ω)·r)(v). Automatic differentiation through the
+    vjp gives the same numbers but took 24 ms a step for LeNet-5's second convolution on
+    the project's CPU, more than a whole bp step (docs/benchmarks.md).
+    """
+    corrupted = trace[l].inputs + noise
+    v = net.activations[l](net.pre_activation(l, theta, corrupted))  # f_l(a_l(θ_l, z^{l-1}+ε))
+    u = net.input_vjp(l, inv.omega, trace[l].inputs, v) + inv.bias[None]
+    recon, sigma_pullback = jax.vjp(net.activations[l - 1], u)
+    r = sigma_pullback((recon - corrupted) / corrupted.shape[0])[0]  # ∂loss/∂u
+    _, omega_pullback = jax.vjp(lambda w: net.input_jvp(l, w, trace[l].inputs, r), inv.omega)
+    return Inverse(omega_pullback(v)[0], jnp.sum(r, axis=0))
+
+
 def inverse_gradients(net, params, trace, inverses, key, noise: float) -> tuple:
     """Gradients of each inverse's noisy reconstruction loss (None where there is no inverse)."""
     keys = jax.random.split(key, net.depth)
@@ -79,7 +96,7 @@ def inverse_gradients(net, params, trace, inverses, key, noise: float) -> tuple:
             grads.append(None)
             continue
         eps = noise * jax.random.normal(keys[l], trace[l].inputs.shape, trace[l].inputs.dtype)  # ε ~ N(0, σ²)
-        grads.append(jax.grad(reconstruction_loss)(inv, net, l, params[l], trace, eps))
+        grads.append(reconstruction_gradient(inv, net, l, params[l], trace, eps))
     return tuple(grads)
 
 
