@@ -83,9 +83,14 @@ def load(out: Path, template) -> tuple[object, list]:
     except NgfError:
         raise
     except Exception as exc:  # msgpack's own errors, a wrong structure, bad JSON in the history
-        message = " ".join(str(exc).split())[:200] or type(exc).__name__
-        raise NgfError(f"cannot resume: {path} is not a readable checkpoint ({message})") from None
+        raise unreadable(path, exc) from None
     return state, history[:epoch]
+
+
+def unreadable(path: Path, exc: Exception) -> NgfError:
+    """The one-line error for a checkpoint file that cannot be read, naming it and why."""
+    message = " ".join(str(exc).split())[:200] or type(exc).__name__
+    return NgfError(f"cannot resume: {path} is not a readable checkpoint ({message})")
 
 
 def check_readable(out: Path) -> None:
@@ -98,8 +103,7 @@ def check_readable(out: Path) -> None:
         if not isinstance(payload, dict) or not {"epoch", "history", "leaves"} <= set(payload):
             raise ValueError("not an ngf checkpoint")
     except Exception as exc:
-        message = " ".join(str(exc).split())[:200] or type(exc).__name__
-        raise NgfError(f"cannot resume: {path} is not a readable checkpoint ({message})") from None
+        raise unreadable(path, exc) from None
 
 
 def stored_history(out: Path | None) -> list:

@@ -108,9 +108,9 @@ class Network:
         return z if pool is None else pool(z)
 
     def pool_vjp(self, l: int, z: jax.Array, v: jax.Array) -> jax.Array:
-        """The vjp of p_l at z: v, given where layer l reads, sent back to z's shape (unpooling)."""
-        _, pullback = jax.vjp(lambda inp: self.pooled_input(l, inp), z)
-        return pullback(v)[0]
+        """The vjp of p_l at z: v, given where layer l reads (any shape of that size), sent back to z's shape."""
+        read, pullback = jax.vjp(lambda inp: self.pooled_input(l, inp), z)
+        return pullback(v.reshape(read.shape))[0]
 
     def activation_vjp(self, l: int, h: jax.Array, v: jax.Array) -> jax.Array:
         """f_l'(h) ⊙ v, or the general vector–Jacobian product of f_l at h."""

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ngf.core.errors import unknown_name
+from ngf.models.conv import pooled
 from ngf.core.network import identity
 
 ACTIVATIONS = {
@@ -43,7 +44,7 @@ class Dense(nnx.Module):
         self.pool = pool
 
     def __call__(self, z: jax.Array) -> jax.Array:
-        z = z if self.pool is None else self.pool(z)
+        z = pooled(self.pool, z)
         return self.linear(z.reshape(z.shape[0], -1))
 
 

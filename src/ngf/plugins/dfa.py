@@ -50,8 +50,7 @@ def dfa(scale: float = 1.0, dist: str = "normal") -> LearningRule:
         for l, d in enumerate(state.feedback):
             # δ^l = f'(h^l) ⊙ p_{l+1}ᵀ(D_l e): D_l e lands where layer l+1 reads z^l (for a pooling
             # p_{l+1}, the max positions; the whole of z^l when it has none)
-            read = net.pooled_input(l + 1, trace[l].out)
-            at_output = net.pool_vjp(l + 1, trace[l].out, (e @ d.T).reshape(read.shape))
+            at_output = net.pool_vjp(l + 1, trace[l].out, e @ d.T)
             deltas.append(net.activation_vjp(l, trace[l].pre, at_output))
         return tuple(deltas) + (e,), state
 
