@@ -25,8 +25,9 @@ def registry():
 
 def model_opts(model: str, settings: Settings) -> dict:
     """The networks every framework trains: the mlp at ``settings.mlp_width`` (512, the registered
-    default), and cnn pinned to LeNet-5's 5×5 kernels (DESIGN.md §5; the PyTorch twin is LeNet-5 too)."""
-    return {"mlp": {"widths": (settings.mlp_width,) * 2}, "cnn": {"kernel": 5}}.get(model, {})
+    default), and cnn pinned to LeNet-5 with relu (DESIGN.md §5; the PyTorch twin is the same network)."""
+    from ngf.models.cnn import LENET5
+    return {"mlp": {"widths": (settings.mlp_width,) * 2}, "cnn": LENET5}.get(model, {})
 
 
 def build_model(model: str, input_shape: tuple, settings: Settings, **opts) -> nnx.Module:

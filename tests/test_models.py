@@ -15,7 +15,7 @@ from ngf.core.errors import NgfError
 from ngf.core.network import Network
 from ngf.core.options import bind_options
 from ngf.core.registry import load_registry
-from ngf.models.cnn import cnn
+from ngf.models.cnn import LENET5, cnn
 from ngf.models.conv import convolve, max_pool
 from ngf.models.layers import Sequential
 from ngf.models.resnet import ResidualBlock, resnet
@@ -41,9 +41,16 @@ def test_models_are_registered_by_their_plugins():
     assert not registry.problems
 
 
-def test_cnn_with_5x5_kernels_is_lenet5():
+def test_cnn_default_layout():
+    """conv3(16) → pool∘conv3(16→32), both SAME → pool∘dense 256 → 128 → 10, tanh."""
+    _, params, trace = trace_of(abstract(cnn, MNIST, 10))
+    assert [t.out.shape[1:] for t in trace] == [(28, 28, 16), (14, 14, 32), (256,), (128,), (10,)]
+    assert all(layer.activation is jnp.tanh for layer in cnn(MNIST, 10, rngs=nnx.Rngs(0)).layers[:-1])
+
+
+def test_cnn_lenet5_options_give_lenet5():
     """conv5(6) → pool∘conv5(16) → pool∘dense 120 → 84 → 10, with 61,706 parameters."""
-    _, params, trace = trace_of(abstract(cnn, MNIST, 10, kernel=5))
+    _, params, trace = trace_of(abstract(cnn, MNIST, 10, **LENET5))
     assert [t.inputs.shape[1:] for t in trace] == [(28, 28, 1), (28, 28, 6), (10, 10, 16), (120,), (84,)]
     assert [t.pre.shape[1:] for t in trace] == [(28, 28, 6), (10, 10, 16), (120,), (84,), (10,)]
     assert sum(a.size for a in jax.tree.leaves(params)) == 61706
@@ -72,7 +79,7 @@ def test_cnn_rejects_unknown_padding():
 
 def test_cnn_rejects_images_too_small():
     with pytest.raises(NgfError, match="too small"):
-        abstract(cnn, (6, 6, 1), 3, kernel=5)
+        abstract(cnn, (6, 6, 1), 3, **LENET5)
 
 
 def test_cnn_accepts_images_without_channel_axis():

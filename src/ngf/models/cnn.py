@@ -15,6 +15,11 @@ from ngf.models.conv import Conv, check_conv_method, pooling
 from ngf.models.layers import Dense, Sequential, activation_by_name
 
 
+#: LeNet-5's layout (5×5 kernels, 6 and 16 channels, dense 120 → 84) with relu: the network
+#: ``python -m benchmarks`` times against its PyTorch twin (``cnn(..., **LENET5)``).
+LENET5 = {"kernel": 5, "channels": (6, 16), "widths": (120, 84), "activation": "relu", "padding": ("same", "valid")}
+
+
 def image_shape(input_shape) -> tuple[int, int, int]:
     """(height, width, channels) of one example; a 2-D shape has one channel."""
     shape = tuple(int(s) for s in input_shape)
@@ -41,9 +46,9 @@ def _paddings(padding, stages: int) -> tuple:
     return names[:stages] + names[-1:] * max(0, stages - len(names))
 
 
-def cnn(input_shape, n_classes: int, *, rngs: nnx.Rngs, channels: tuple = (6, 16),
-        widths: tuple = (120, 84), activation: str = "relu", kernel: int = 3, pool: int = 2,
-        padding: tuple = ("same", "valid"), conv_method: str = "xla") -> Sequential:
+def cnn(input_shape, n_classes: int, *, rngs: nnx.Rngs, channels: tuple = (16, 32),
+        widths: tuple = (256, 128), activation: str = "tanh", kernel: int = 3, pool: int = 2,
+        padding: tuple = ("same",), conv_method: str = "xla") -> Sequential:
     """A LeNet-style network: conv+pool stages, then dense layers (``kernel=5`` gives LeNet-5).
 
     By default the first convolution pads to keep the image size (LeNet-5's 32×32
