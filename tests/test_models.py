@@ -159,6 +159,27 @@ def test_max_pool_matches_reduce_window():
         np.testing.assert_allclose(ours, theirs)
 
 
+@pytest.mark.parametrize("window", [2, 3])
+def test_max_pool_derivatives_route_through_one_maximum(window):
+    """The jvp gathers the tangent at each window's maximum, its transpose scatters there; a tie sends
+    the whole cotangent to one position (JAX's rule for max would split it)."""
+    x = jax.random.normal(jax.random.key(0), (2, 7, 8, 3))
+    x = x.at[0, :window, :window, 0].set(1.5)  # one window, all tied
+    rows, cols = 7 // window, 8 // window
+    cotangent = jax.random.normal(jax.random.key(1), (2, rows, cols, 3))
+    tangent = jax.random.normal(jax.random.key(2), x.shape)
+    windows = x[:, :rows * window, :cols * window].reshape(2, rows, window, cols, window, 3)
+    winner = windows == windows.max(axis=(2, 4), keepdims=True)
+    winner = winner & (jnp.cumsum(winner.transpose(0, 1, 3, 5, 2, 4).reshape(2, rows, cols, 3, -1), -1)
+                       .reshape(2, rows, cols, 3, window, window).transpose(0, 1, 4, 2, 5, 3) == 1)  # the first
+    tangents = tangent[:, :rows * window, :cols * window].reshape(windows.shape)
+    expected_jvp = jnp.sum(jnp.where(winner, tangents, 0), axis=(2, 4))
+    expected_vjp = jnp.zeros_like(x).at[:, :rows * window, :cols * window].set(
+        jnp.where(winner, cotangent[:, :, None, :, None], 0).reshape(2, rows * window, cols * window, 3))
+    np.testing.assert_allclose(jax.jvp(lambda v: max_pool(v, window), (x,), (tangent,))[1], expected_jvp)
+    np.testing.assert_allclose(jax.vjp(lambda v: max_pool(v, window), x)[1](cotangent)[0], expected_vjp)
+    assert np.count_nonzero(expected_vjp[0, :window, :window, 0]) == 1
+
 @pytest.mark.parametrize("method", ["patches", "shifts"])
 @pytest.mark.parametrize("shape, kernel, stride, padding", [
     ((28, 28, 1), (5, 5, 1, 6), 1, "SAME"), ((14, 14, 6), (5, 5, 6, 16), 1, "VALID"),
