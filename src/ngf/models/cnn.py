@@ -53,10 +53,10 @@ def _paddings(padding, stages: int) -> tuple:
 def cnn(input_shape, n_classes: int, *, rngs: nnx.Rngs, channels: tuple = (16, 32),
         widths: tuple = (256, 128), activation: str = "tanh", kernel: int = 3, pool: int = 2,
         padding: tuple = ("same",), conv_method: str = "xla") -> Sequential:
-    """A LeNet-style network: conv+pool stages, then dense layers (``kernel=5`` gives LeNet-5).
+    """A LeNet-style network: conv+pool stages, then dense layers (``**LENET5`` gives LeNet-5).
 
-    By default the first convolution pads to keep the image size (LeNet-5's 32×32
-    input is 28×28 padded by 2) and later ones do not. Each stage's pooling is the
+    By default every convolution pads to keep its image size (LeNet-5 itself pads only
+    the first: its 32×32 input is 28×28 padded by 2). Each stage's pooling is the
     start of the next layer's map (conv∘pool, then dense∘flatten∘pool), so every
     activation is elementwise (DESIGN.md §2).
 
