@@ -1,14 +1,15 @@
-"""Shared pieces of feedback-based rules: random feedback weights and the backward walk."""
+"""Shared pieces of feedback-based rules: random feedback weights and the backward walk over the graph."""
 
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 
 from ngf.core.errors import NgfError
-from ngf.core.network import Network
+from ngf.core.network import INPUT, Network
 
 DISTRIBUTIONS = ("normal", "uniform")
 
@@ -50,19 +51,40 @@ def random_like(key: jax.Array, tree, scale: float = 1.0, dist: str = "normal"):
 
 
 def layer_feedback(key: jax.Array, params, scale: float, dist: str) -> tuple:
-    """One random feedback pytree per layer l ≥ 2 (index 0, the first layer, gets None)."""
+    """One random feedback pytree per node l ≥ 2 (index 0, the first node, gets None).
+
+    A node without parameters (a sum) gets an empty pytree: its J^T needs no weights.
+    """
     keys = jax.random.split(key, len(params))
     return (None,) + tuple(random_like(k, p, scale, dist) for k, p in zip(keys[1:], params[1:]))
 
 
+def walk_down(net: Network, top_delta: jax.Array, send: Callable, signal: Callable) -> tuple:
+    """The backward walk over the graph of nodes, in reverse topological order (DESIGN.md §2b).
+
+    δ^L = ``top_delta``. Each node c sends ``send(c, δ^c)`` (J_c^T with some weights, the
+    same to every parent, as u^c is their sum) to its parents; the signal arriving at a
+    node's output is the sum of what its consumers sent, and ``signal(l, arriving)``
+    turns it into δ^l. Nothing is sent to the input x. Returns every node's δ.
+    """
+    deltas, arriving = [None] * net.depth, [None] * net.depth
+    for c in range(net.depth - 1, -1, -1):
+        deltas[c] = top_delta if c == net.depth - 1 else signal(c, arriving[c])
+        parents = [k for k in net.parents(c) if k != INPUT]
+        if parents:
+            sent = send(c, deltas[c])
+            for k in parents:  # where a node feeds several consumers, their signals add
+                arriving[k] = sent if arriving[k] is None else arriving[k] + sent
+    return tuple(deltas)
+
+
 def propagate_errors(net: Network, weights, trace, top_delta: jax.Array) -> tuple:
-    """Walk δ down the network: δ^{l-1} = f'(h^{l-1}) ⊙ J_l^T(W_l, δ^l).
+    """Walk δ down the graph: δ^k = f'(h^k) ⊙ Σ_{c reads k} J_c^T(W_c, δ^c).
 
     With W = the forward parameters this is backprop; with fixed random W it is
-    feedback alignment (DESIGN.md §3).
+    feedback alignment (DESIGN.md §3). In a chain, δ^{l-1} = f'(h^{l-1}) ⊙ J_l^T(W_l, δ^l).
     """
-    deltas = [top_delta]
-    for l in range(net.depth - 1, 0, -1):
-        back = net.input_vjp(l, weights[l], trace[l].inputs, deltas[-1])
-        deltas.append(net.activation_vjp(l - 1, trace[l - 1].pre, back))
-    return tuple(reversed(deltas))
+    return walk_down(
+        net, top_delta,
+        lambda c, delta: net.input_vjp(c, weights[c], trace[c].inputs, delta),  # J_c^T(W_c, δ^c)
+        lambda l, back: net.activation_vjp(l, trace[l].pre, back))  # f'(h^l) ⊙ (…)

@@ -1,49 +1,76 @@
 """The residual network ``resnet``: normalisation-free, sized for 28×28 images.
 
-A residual block is ONE layer whose map is a_l(θ, z) = skip(z) + α·branch(θ, z)
-(He et al. 2016, without batch normalisation). So J_l^T(B, δ) with substituted
-weights B is the skip path's transpose plus α times the branch's feedback, and
-every rule handles a block the way it handles any layer (DESIGN.md §2).
+A graph of nodes (DESIGN.md §2b), each holding at most one convolution: a residual
+block z ↦ f(skip(z) + α·conv₂(g(conv₁(z)))) (He et al. 2016, without batch
+normalisation) is a node per convolution, conv₁ (activation g) and conv₂ (the scale α,
+identity activation), then a weightless ``Add`` node with parents {conv₂, skip} and
+activation f. The identity skip is an edge; a projection shortcut (a 1×1 convolution,
+when the shape changes) is a node of its own on the skip path. So every rule reaches
+each convolution through the shared backward walk, and a rule that reads no other
+node's forward weights reads none inside a block either.
 """
 
 from __future__ import annotations
 
+import jax
 from flax import nnx
 
 from ngf.core.checks import number
 from ngf.core.errors import NgfError
+from ngf.core.network import identity
 from ngf.models.cnn import image_shape
-from ngf.models.conv import Conv, GlobalMeanPool, MaxPool, apply_conv, as_images, check_conv_method, pooled
-from ngf.models.layers import Dense, Sequential, activation_by_name
+from ngf.models.conv import Conv, GlobalMeanPool, apply_conv, as_images, check_conv_method, max_pool
+from ngf.models.graph import Add, Graph, GraphBuilder
+from ngf.models.layers import Dense, activation_by_name
 
 
-class ResidualBlock(nnx.Module):
-    """h = skip(u) + α·conv₂(g(conv₁(u))), u = pool(z): identity skip, or a 1×1 projection when shapes change."""
+class ScaledConv(Conv):
+    """A convolution node whose map ends with an elementwise scale: h = α·conv(θ, z) (α = 1: plain)."""
 
-    def __init__(self, in_channels: int, out_channels: int, activation, *, stride: int = 1,
-                 branch_scale: float = 1.0, pool=None, method: str = "xla", rngs: nnx.Rngs):
-        self.conv1 = nnx.Conv(in_channels, out_channels, (3, 3), strides=stride, padding="SAME", rngs=rngs)
-        self.conv2 = nnx.Conv(out_channels, out_channels, (3, 3), padding="SAME", rngs=rngs)
-        project = None
-        if stride != 1 or in_channels != out_channels:
-            project = nnx.Conv(in_channels, out_channels, (1, 1), strides=stride, padding="SAME",
-                               use_bias=False, rngs=rngs)
-        self.project = nnx.data(project)
-        self.inner = activation  # g, inside the branch: part of the map a_l
-        self.activation = activation  # f_l, after the sum
-        self.branch_scale = branch_scale
-        self.pool = pool  # input pooling, the first part of a_l (None: none)
-        self.method = check_conv_method(method)  # how each convolution is computed (convolve)
+    def __init__(self, *args, scale: float = 1.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.scale = scale
 
-    def skip(self, z):
-        """The shortcut: z itself, or its 1×1 projection."""
-        return z if self.project is None else apply_conv(self.project, z, self.method)
+    def __call__(self, z: jax.Array) -> jax.Array:
+        h = super().__call__(z)
+        return h if self.scale == 1.0 else self.scale * h
 
-    def __call__(self, z):
-        u = pooled(self.pool, as_images(z))
-        # a_l(θ, z) = skip(u) + α·branch(θ, u), u = pool(z)
-        branch = apply_conv(self.conv2, self.inner(apply_conv(self.conv1, u, self.method)), self.method)
-        return self.skip(u) + self.branch_scale * branch
+
+class PooledConv(Conv):
+    """The stem: a convolution whose map ends with 2×2 max pooling, h = pool(conv(θ, x)).
+
+    With a monotone activation f, f(pool(h)) = pool(f(h)), the classic conv → f → pool;
+    pooling at the end of the stem's map lets the first block's branch and its identity
+    skip read the same pooled image.
+    """
+
+    def __call__(self, z: jax.Array) -> jax.Array:
+        return max_pool(super().__call__(z), 2)
+
+
+def residual_block(g: GraphBuilder, z: int, in_channels: int, out_channels: int, activation, *,
+                   stride: int, branch_scale: float, method: str, rngs: nnx.Rngs) -> int:
+    """Add one block's nodes reading node ``z``; return the handle of its sum node."""
+    h = g.add(Conv(in_channels, out_channels, 3, activation, stride=stride, method=method, rngs=rngs), z)
+    h = g.add(ScaledConv(out_channels, out_channels, 3, identity, scale=branch_scale, method=method,
+                         rngs=rngs), h)
+    skip = z
+    if stride != 1 or in_channels != out_channels:  # the projection shortcut: a node on the skip path
+        skip = g.add(Projection(in_channels, out_channels, stride, method, rngs=rngs), z)
+    return g.add(Add(activation), h, skip)  # z' = f(skip(z) + α·conv₂(g(conv₁(z))))
+
+
+class Projection(nnx.Module):
+    """The 1×1, strided, bias-free convolution of a projection shortcut."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, method: str, *, rngs: nnx.Rngs):
+        self.conv = nnx.Conv(in_channels, out_channels, (1, 1), strides=stride, padding="SAME",
+                             use_bias=False, rngs=rngs)
+        self.activation = identity
+        self.method = method
+
+    def __call__(self, z: jax.Array) -> jax.Array:
+        return apply_conv(self.conv, as_images(z), self.method)
 
 
 def _block_plan(widths, blocks) -> list[tuple[int, int]]:
@@ -61,14 +88,14 @@ HEADS = ("flatten", "global")
 
 def resnet(input_shape, n_classes: int, *, rngs: nnx.Rngs, stem: int = 16, widths: tuple = (16, 32),
            blocks: tuple = (1, 1), activation: str = "relu", branch_scale: float = 1.0,
-           head: str = "flatten", conv_method: str = "xla") -> Sequential:
+           head: str = "flatten", conv_method: str = "xla") -> Graph:
     """A small residual network: stem conv + pool, residual stages, a dense head.
 
-    Layers: a stem 3×3 conv; then one layer per residual block, the first of which
-    max-pools its input 2×2; then a dense layer to the logits, on the last block's
-    flattened output or, with ``head=global``, on its global average. Pooling is
-    the start of a layer's map, so every activation is elementwise (DESIGN.md §2).
-    Every stage after the first starts with stride 2.
+    Nodes: the stem, a 3×3 convolution whose map ends with 2×2 max pooling; then three
+    nodes per residual block (conv₁, conv₂, the sum), four with a projection shortcut;
+    then a dense node to the logits, on the last block's flattened output or, with
+    ``head=global``, on its global average. Every stage after the first starts with
+    stride 2. Every activation is elementwise (DESIGN.md §2).
 
     Global pooling is not the default: its feedback is the same at every position,
     so under fa and lra each output channel's weights all moved one way and the
@@ -79,7 +106,7 @@ def resnet(input_shape, n_classes: int, *, rngs: nnx.Rngs, stem: int = 16, width
       widths: channels of each stage, e.g. ``16,32,64``.
       blocks: residual blocks per stage, e.g. ``2,2`` (one number applies to every stage).
       activation: activation inside and after each block: relu, tanh, gelu, elu...
-      branch_scale: α in h = skip(z) + α·branch(z) (small values start near the identity).
+      branch_scale: α in z' = f(skip(z) + α·branch(z)) (small values start near the identity).
       head: ``flatten`` (dense layer on the last block's whole output) or ``global`` (on its spatial mean).
       conv_method: how convolutions are computed: xla (lax.conv), patches (im2col) or shifts (the same map).
     """
@@ -93,18 +120,19 @@ def resnet(input_shape, n_classes: int, *, rngs: nnx.Rngs, stem: int = 16, width
     if min(height, width) < 2:
         raise NgfError(f"resnet needs images of at least 2×2, got {tuple(input_shape)}")
     check_conv_method(conv_method)
-    layers = [Conv(depth, int(stem), 3, act, method=conv_method, rngs=rngs)]
+    g = GraphBuilder()
+    z = g.add(PooledConv(depth, int(stem), 3, act, method=conv_method, rngs=rngs))
     depth = int(stem)
-    for i, (out, stride) in enumerate(plan):
-        layers.append(ResidualBlock(depth, out, act, stride=stride, branch_scale=float(branch_scale),
-                                    pool=MaxPool(2) if i == 0 else None, method=conv_method, rngs=rngs))
+    for out, stride in plan:
+        z = residual_block(g, z, depth, out, act, stride=stride, branch_scale=float(branch_scale),
+                           method=conv_method, rngs=rngs)
         depth = out
     if head == "global":
-        layers.append(Dense(depth, n_classes, pool=GlobalMeanPool(), rngs=rngs))
+        g.add(Dense(depth, n_classes, pool=GlobalMeanPool(), rngs=rngs), z)
     else:
         height, width = _after_blocks(height // 2, width // 2, plan)
-        layers.append(Dense(height * width * depth, n_classes, rngs=rngs))
-    return Sequential(layers)
+        g.add(Dense(height * width * depth, n_classes, rngs=rngs), z)
+    return g.build()
 
 
 def _after_blocks(height: int, width: int, plan) -> tuple[int, int]:

@@ -13,26 +13,30 @@ from ngf.core.rule import LearningRule
 
 
 class DFAState(NamedTuple):
-    """Fixed random D_l of shape [size(p_{l+1}(z^l)), n_classes] per hidden layer (the output layer has none)."""
+    """Fixed random D_l of shape [size(p(z^l)), n_classes] per hidden node (the output node has none).
+
+    p is the pooling through which z^l is read (``Network.read_output``), the identity
+    unless the node's sole consumer pools what it reads.
+    """
 
     feedback: tuple
 
 
 def read_shapes(net, params) -> list:
-    """The shape of p_{l+1}(z^l), what layer l+1's parameters read of z^l, for each hidden layer."""
+    """The shape of p(z^l), what the parameters downstream of node l read of z^l, for each hidden node."""
     shapes = net.trace_shapes(params)
-    return [jax.eval_shape(lambda z, l=l: net.pooled_input(l + 1, z), t.out) for l, t in enumerate(shapes[:-1])]
+    return [jax.eval_shape(lambda z, l=l: net.read_output(l, z), t.out) for l, t in enumerate(shapes[:-1])]
 
 
 def direct_feedback(key, net, params, scale: float, dist: str) -> tuple:
-    """One random D_l per hidden layer, sized from the trace's shapes at init."""
+    """One random D_l per hidden node, sized from the trace's shapes at init."""
     n_classes = net.trace_shapes(params)[-1].pre.shape[-1]
     like = [jax.ShapeDtypeStruct((math.prod(r.shape[1:]), n_classes), r.dtype) for r in read_shapes(net, params)]
     return tuple(random_like(key, like, scale, dist))
 
 
 def dfa(scale: float = 1.0, dist: str = "normal") -> LearningRule:
-    """Direct feedback alignment: the output error goes straight to every hidden layer.
+    """Direct feedback alignment: the output error goes straight to every hidden node.
 
     Args:
       scale: D's scale, in units of Glorot's standard deviation for a size(z^l) × n_classes matrix.
@@ -48,9 +52,9 @@ def dfa(scale: float = 1.0, dist: str = "normal") -> LearningRule:
         e = output_error(trace[-1].pre, labels)  # δ^L = e
         deltas = []
         for l, d in enumerate(state.feedback):
-            # δ^l = f'(h^l) ⊙ p_{l+1}ᵀ(D_l e): D_l e lands where layer l+1 reads z^l (for a pooling
-            # p_{l+1}, the max positions; the whole of z^l when it has none)
-            at_output = net.pool_vjp(l + 1, trace[l].out, e @ d.T)
+            # δ^l = f'(h^l) ⊙ pᵀ(D_l e): D_l e lands where z^l is read (for a pooling p, the max
+            # positions; the whole of z^l when it has none). No other node's weight is read.
+            at_output = net.read_vjp(l, trace[l].out, e @ d.T)
             deltas.append(net.activation_vjp(l, trace[l].pre, at_output))
         return tuple(deltas) + (e,), state
 

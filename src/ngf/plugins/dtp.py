@@ -1,15 +1,18 @@
-"""Difference Target Propagation (``dtp``), Lee et al. 2015 (DESIGN.md §3).
+"""Difference Target Propagation (``dtp``), Lee et al. 2015 (DESIGN.md §3, §2b).
 
-Each layer l with a hidden layer below it and one above it (0 < l < L-1 here,
-layers counted from 0) has a learned inverse from z^l back to z^{l-1}, built from
-the transpose of layer l's own map with learned weights ω_l (θ_l's shape):
+Each weight node l that reads a hidden node and is not the output (0 < l < L-1 in a
+chain, nodes counted from 0) has a learned inverse from z^l back to its input u^l,
+built from the transpose of node l's own map with learned weights ω_l (θ_l's shape):
 
-    g_l(v) = σ_{l-1}(J_l^T(ω_l, v) + c_l)
+    g_l(v) = σ(J_l^T(ω_l, v) + c_l),   σ the activation of l's sole parent (else identity)
 
-so a dense layer's inverse is a dense layer and a convolution's is a transposed
-convolution, with no special case. J_l^T is taken at the layer's input z^{l-1}
-(for linear maps the point does not matter; pooling, part of a_l, is unpooled
-through the max positions of that input).
+so a dense node's inverse is a dense layer and a convolution's is a transposed
+convolution, with no special case. J_l^T is taken at the node's input u^l (for
+linear maps the point does not matter; pooling, part of a_l, is unpooled through
+the max positions of that input). A node without weights (the sum at the end of a
+residual block) is inverted by its own map's transpose: the identity for a sum, so
+an identity skip's inverse is the identity. Where a node feeds several consumers,
+their difference corrections add.
 """
 
 from typing import NamedTuple
@@ -21,7 +24,7 @@ import optax
 from ngf.core.checks import number
 from ngf.core.feedback import check_distribution, random_like
 from ngf.core.hookspecs import hookimpl
-from ngf.core.network import output_error, updates_from_deltas
+from ngf.core.network import INPUT, output_error, updates_from_deltas
 from ngf.core.rule import LearningRule
 
 
@@ -33,33 +36,38 @@ class Inverse(NamedTuple):
 
 
 class DTPState(NamedTuple):
-    """Inverses (None where a layer has none), their optimiser state, and a noise key."""
+    """Inverses (None where a node has none), their optimiser state, and a noise key."""
 
     inverses: tuple
     opt_state: object
     key: jax.Array
 
 
-def has_inverse(net, l: int) -> bool:
-    """Layers between two hidden layers carry an inverse (DESIGN §3: l ≥ 2, below the top)."""
-    return 0 < l < net.depth - 1
+def has_weights(theta) -> bool:
+    """Whether a node has parameters (a sum node has none)."""
+    return bool(jax.tree.leaves(theta))
+
+
+def has_inverse(net, l: int, theta) -> bool:
+    """Weight nodes between hidden nodes carry an inverse (DESIGN §3: l ≥ 2, below the output)."""
+    return l < net.depth - 1 and has_weights(theta) and any(k != INPUT for k in net.parents(l))
 
 
 def init_inverses(key, net, params, scale: float, dist: str) -> tuple:
-    """Random ω_l (θ_l's shape) and zero c_l (z^{l-1}'s shape) for each layer with an inverse."""
+    """Random ω_l (θ_l's shape) and zero c_l (u^l's shape) for each node with an inverse."""
     shapes = net.trace_shapes(params)
     keys = jax.random.split(key, net.depth)
     return tuple(
         Inverse(random_like(keys[l], params[l], scale, dist),
                 jnp.zeros(shapes[l].inputs.shape[1:], shapes[l].inputs.dtype))
-        if has_inverse(net, l) else None
+        if has_inverse(net, l, params[l]) else None
         for l in range(net.depth))
 
 
 def inverse(net, l: int, inv: Inverse, trace, v: jax.Array) -> jax.Array:
-    """g_l(ω_l, c_l, v) = σ_{l-1}(J_l^T(ω_l, v) + c_l), linearised at layer l's traced input."""
+    """g_l(ω_l, c_l, v) = σ(J_l^T(ω_l, v) + c_l), linearised at node l's traced input."""
     back = net.input_vjp(l, inv.omega, trace[l].inputs, v) + inv.bias[None]  # c_l, per example
-    return net.activations[l - 1](back)
+    return net.input_activation(l)(back)
 
 
 def reconstruction_loss(inv: Inverse, net, l: int, theta, trace, noise: jax.Array) -> jax.Array:
@@ -101,17 +109,33 @@ def inverse_gradients(net, params, trace, inverses, key, noise: float) -> tuple:
 
 
 def difference_targets(net, params, trace, labels, inverses, eta_hat: float) -> tuple:
-    """Targets ŷ^l for every hidden layer, top down (DESIGN §3)."""
-    top = net.depth - 2
+    """Targets ŷ^l for every hidden node, top down (DESIGN §3, §2b).
+
+    ŷ^l = z^l + Σ_{c reads l} Δ_c, where Δ_c is, for the output node, −η̂ · J_c^T(θ_c, e) (the
+    gradient step of the top hidden target, through the output node's own weights as in
+    Lee et al.); for a node with an inverse, g_c(ŷ^c) − g_c(z^c) (the difference correction);
+    for a node without weights, J_c^T(ŷ^c − z^c) (its map's transpose: the identity for a sum).
+    """
     e = output_error(trace[-1].pre, labels)
-    # ŷ^{L-1} = z^{L-1} − η̂ · ∂L/∂z^{L-1}, the per-example gradient through the output layer
-    targets = [trace[top].out - eta_hat * net.input_vjp(top + 1, params[top + 1], trace[top + 1].inputs, e)]
-    for l in range(top, 0, -1):
-        inv = inverses[l]
-        # ŷ^{l-1} = z^{l-1} + g_l(ŷ^l) − g_l(z^l): the difference correction
-        correction = inverse(net, l, inv, trace, targets[-1]) - inverse(net, l, inv, trace, trace[l].out)
-        targets.append(trace[l - 1].out + correction)
-    return tuple(reversed(targets))
+    targets = [None] * net.depth
+    corrections = [None] * net.depth
+
+    def correction(c):
+        if c == net.depth - 1:  # ŷ^{L-1} = z^{L-1} − η̂ · ∂L/∂z^{L-1}, per example
+            return -eta_hat * net.input_vjp(c, params[c], trace[c].inputs, e)
+        if inverses[c] is not None:  # g_c(ŷ^c) − g_c(z^c): the difference correction
+            return inverse(net, c, inverses[c], trace, targets[c]) - inverse(net, c, inverses[c], trace, trace[c].out)
+        return net.input_vjp(c, params[c], trace[c].inputs, targets[c] - trace[c].out)
+
+    for c in range(net.depth - 1, -1, -1):
+        if c < net.depth - 1:
+            targets[c] = trace[c].out + corrections[c]
+        parents = [k for k in net.parents(c) if k != INPUT]
+        if parents:
+            delta = correction(c)
+            for k in parents:  # corrections add where paths merge
+                corrections[k] = delta if corrections[k] is None else corrections[k] + delta
+    return tuple(targets[:-1])
 
 
 def dtp(
@@ -146,7 +170,7 @@ def dtp(
         if net.depth == 1:
             return (e,), state
         targets = difference_targets(net, params, trace, labels, state.inverses, eta_hat)
-        # hidden loss ½‖z^l − ŷ^l‖²: δ^l = f'(h^l) ⊙ (z^l − ŷ^l); the output layer uses the task loss
+        # hidden loss ½‖z^l − ŷ^l‖²: δ^l = f'(h^l) ⊙ (z^l − ŷ^l); the output node uses the task loss
         deltas = tuple(net.activation_vjp(l, trace[l].pre, trace[l].out - y) for l, y in enumerate(targets))
         return deltas + (e,), state
 

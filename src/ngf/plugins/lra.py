@@ -5,14 +5,14 @@ from typing import NamedTuple
 import jax
 
 from ngf.core.checks import number
-from ngf.core.feedback import check_distribution, layer_feedback
+from ngf.core.feedback import check_distribution, layer_feedback, walk_down
 from ngf.core.hookspecs import hookimpl
 from ngf.core.network import output_error, updates_from_deltas
 from ngf.core.rule import LearningRule
 
 
 class LRAState(NamedTuple):
-    """Error-feedback weights E_l, one per layer l ≥ 2 (None for the first layer)."""
+    """Error-feedback weights E_l, one per node l ≥ 2 (None for the first node)."""
 
     feedback: tuple
 
@@ -43,22 +43,24 @@ def lra(
         return LRAState(layer_feedback(key, params, e_scale, e_dist))
 
     def compute_targets(net, params, trace, labels, state):
-        deltas = [output_error(trace[-1].pre, labels)]  # δ^L = e
-        for l in range(net.depth - 1, 0, -1):
-            below = trace[l - 1]
-            # h̃^{l-1} = h^{l-1} − β · J_l^T(E_l, δ^l)
-            back = net.input_vjp(l, state.feedback[l], trace[l].inputs, deltas[-1])
-            h_target = below.pre - beta * back
-            y = net.activations[l - 1](h_target)  # y^{l-1} = f_{l-1}(h̃^{l-1})
-            # δ^{l-1} = ∂(½‖z − y‖²)/∂h^{l-1} = f'(h^{l-1}) ⊙ (z^{l-1} − y^{l-1})
-            deltas.append(net.activation_vjp(l - 1, below.pre, below.out - y))
-        return tuple(reversed(deltas)), state
+        def send(c, delta):  # J_c^T(E_c, δ^c): node c's error fed back through its own E
+            return net.input_vjp(c, state.feedback[c], trace[c].inputs, delta)
+
+        def signal(l, back):
+            node = trace[l]
+            h_target = node.pre - beta * back  # h̃^l = h^l − β · Σ_{c reads l} J_c^T(E_c, δ^c)
+            y = net.activations[l](h_target)  # y^l = f_l(h̃^l)
+            # δ^l = ∂(½‖z − y‖²)/∂h^l = f'(h^l) ⊙ (z^l − y^l)
+            return net.activation_vjp(l, node.pre, node.out - y)
+
+        e = output_error(trace[-1].pre, labels)  # δ^L = e
+        return walk_down(net, e, send, signal), state
 
     def local_update(net, params, trace, deltas, state):
         updates = updates_from_deltas(net, params, trace, deltas)
         if not learn_e:
             return updates, state
-        # LRA-E: E_l ← E_l − γ·η·ΔW_l, for every layer that has an E.
+        # LRA-E: E_l ← E_l − γ·η·ΔW_l, for every node that has an E.
         feedback = tuple(
             None if e is None else jax.tree.map(lambda e_, u: e_ - gamma * e_lr * u, e, upd)
             for e, upd in zip(state.feedback, updates)

@@ -1,0 +1,186 @@
+"""Locality on every built-in model (issue 13): a node's update reads no other node's forward weights.
+
+With the forward trace fixed, each node's forward parameters in turn are changed; every
+other node's update, recomputed by the rule from the same trace, must not move. Rules
+that read forward weights by definition are left out, each for its named reason.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from ngf.core.errors import NgfError
+from ngf.core.network import Network, atomic_layers
+from ngf.core.registry import load_registry
+from ngf.models.conv import Conv, as_images
+from ngf.models.graph import Add, Graph, GraphBuilder
+from ngf.models.layers import Dense, Sequential
+
+REGISTRY = load_registry()
+#: rules that read forward weights by their definition (named in their docstrings)
+NOT_LOCAL = {
+    "bp": "the exact gradient reads every weight above",
+    "usf": "sign(θ) of the forward weights", "brsf": "sign(θ) of the forward weights",
+    "frsf": "sign(θ) of the forward weights",
+    "local-search": "evaluates the whole network's loss; no per-node signal",
+}
+LOCAL_RULES = sorted(set(REGISTRY.rules) - set(NOT_LOCAL))
+SHAPE = (8, 8, 1)
+MODELS = {  # every built-in model, small
+    "mlp": {"widths": (6, 5)},
+    "cnn": {"channels": (3, 4), "widths": (6, 5)},
+    "resnet": {"stem": 3, "widths": (3, 4), "blocks": (1, 1)},
+}
+
+
+def build(model_name: str, **opts):
+    model = REGISTRY.get("model", model_name).factory(SHAPE, 3, rngs=nnx.Rngs(0), **opts)
+    return Network.from_model(model, SHAPE)
+
+
+def batch(n=5):
+    x = jax.random.uniform(jax.random.key(1), (n,) + SHAPE)
+    return x, jnp.arange(n) % 3
+
+
+def update_function(rule, net, trace, y, state):
+    """params → the rule's per-node updates, from the fixed trace (one compiled program)."""
+    def updates(params):
+        signals, after = rule.compute_targets(net, params, trace, y, state)
+        return rule.local_update(net, params, trace, signals, after)[0]
+    return jax.jit(updates)
+
+
+def changed(params, k: int) -> tuple:
+    """θ with node k's parameters shifted at random (3·θ + 0.1 + noise)."""
+    noise = lambda a: 3 * a + 0.1 + jax.random.normal(jax.random.key(k), a.shape)
+    return tuple(jax.tree.map(noise, p) if l == k else p for l, p in enumerate(params))
+
+
+def weight_nodes(params) -> list[int]:
+    return [l for l, theta in enumerate(params) if jax.tree.leaves(theta)]
+
+
+def exempt(rule_name: str, net, k: int) -> bool:
+    """dtp's top hidden target steps down the gradient through the output node's weights (Lee et al.)."""
+    return rule_name == "dtp" and k == net.depth - 1
+
+
+def moved_nodes(rule, net, params, k, rule_name="") -> list[int]:
+    """The nodes other than k whose update moves when node k's forward weights change."""
+    x, y = batch()
+    _, trace = net.forward(params, x)
+    state = rule.init(jax.random.key(0), net, params)
+    updates = update_function(rule, net, trace, y, state)
+    before, after = updates(params), updates(changed(params, k))
+    return [l for l in range(net.depth) if l != k and not all(
+        np.array_equal(a, b) for a, b in zip(jax.tree.leaves(before[l]), jax.tree.leaves(after[l])))]
+
+
+@pytest.mark.parametrize("model_name", sorted(MODELS))
+@pytest.mark.parametrize("rule_name", LOCAL_RULES)
+def test_no_node_reads_another_nodes_forward_weights(rule_name, model_name):
+    net, params = build(model_name, **MODELS[model_name])
+    rule = REGISTRY.get("rule", rule_name).factory()
+    for k in weight_nodes(params):
+        if not exempt(rule_name, net, k):
+            assert moved_nodes(rule, net, params, k) == [], f"{rule_name}: changing node {k} moved them"
+
+
+@pytest.mark.parametrize("model_name", sorted(MODELS))
+def test_the_same_changes_move_backprop(model_name):
+    """The check has teeth: under bp, changing any node above the first moves the nodes below it."""
+    net, params = build(model_name, **MODELS[model_name])
+    bp = REGISTRY.get("rule", "bp").factory()
+    for k in weight_nodes(params)[1:]:
+        assert moved_nodes(bp, net, params, k), f"bp ignored node {k}"
+
+
+class AtomicBlock(nnx.Module):
+    """The old style of residual block: two convolutions in one layer, trained by backprop inside."""
+
+    atomic = True
+
+    def __init__(self, channels: int, *, rngs: nnx.Rngs):
+        self.conv1 = nnx.Conv(channels, channels, (3, 3), rngs=rngs)
+        self.conv2 = nnx.Conv(channels, channels, (3, 3), rngs=rngs)
+        self.activation = jax.nn.relu
+
+    def __call__(self, z):
+        return z + self.conv2(jax.nn.relu(self.conv1(as_images(z))))
+
+
+def atomic_model():
+    rngs = nnx.Rngs(0)
+    return Sequential([Conv(1, 3, 3, jax.nn.relu, rngs=rngs), AtomicBlock(3, rngs=rngs),
+                       Dense(8 * 8 * 3, 3, rngs=rngs)])
+
+
+def test_an_atomic_block_hides_weight_transport():
+    """Inside an atomic block, fa's update of conv1 moves with conv2's kernel: what the graph removes."""
+    net, params = Network.from_model(atomic_model(), SHAPE)
+    x, y = batch()
+    _, trace = net.forward(params, x)
+    fa = REGISTRY.get("rule", "fa").factory()
+    updates = update_function(fa, net, trace, y, fa.init(jax.random.key(0), net, params))
+    block = params[1]
+    scaled = jax.tree_util.tree_map_with_path(
+        lambda path, a: 3 * a + 0.1 if "conv2" in jax.tree_util.keystr(path) else a, block)
+    before, after = updates(params)[1], updates((params[0], scaled, params[2]))[1]
+    assert not np.allclose(before["conv1"]["kernel"][...], after["conv1"]["kernel"][...])
+
+
+def test_a_layer_with_two_mixing_maps_is_refused():
+    block = AtomicBlock(3, rngs=nnx.Rngs(0))
+    block.atomic = False
+    model = Sequential([Conv(1, 3, 3, rngs=nnx.Rngs(0)), block, Dense(8 * 8 * 3, 3, rngs=nnx.Rngs(0))])
+    with pytest.raises(NgfError, match=r"layer 1 \(AtomicBlock\) holds 2 unit-mixing maps \(conv1, conv2\)"
+                                       r".*its own node.*atomic = True"):
+        Network.from_model(model, SHAPE)
+
+
+def test_declared_atomic_layers_are_listed():
+    assert atomic_layers(atomic_model()) == ["layer 1 (AtomicBlock)"]
+    assert atomic_layers(REGISTRY.get("model", "resnet").factory(SHAPE, 3, rngs=nnx.Rngs(0))) == []
+
+
+def test_a_plugin_map_declared_as_one_counts_once():
+    class TwoInOne(nnx.Module):
+        ngf_mixes_units = True  # a low-rank dense map: two matrices, one map
+
+        def __init__(self, rngs):
+            self.a, self.b = nnx.Linear(4, 2, rngs=rngs), nnx.Linear(2, 4, rngs=rngs)
+            self.activation = jnp.tanh
+
+        def __call__(self, z):
+            return self.b(self.a(z))
+
+    model = Sequential([TwoInOne(nnx.Rngs(0)), Dense(4, 3, rngs=nnx.Rngs(0))])
+    net, _ = Network.from_model(model, (4,))
+    assert net.depth == 2
+
+
+def test_graph_builder_sums_parents_and_checks_reads():
+    rngs = nnx.Rngs(0)
+    g = GraphBuilder()
+    z = g.add(Dense(4, 4, jnp.tanh, rngs=rngs))
+    h = g.add(Dense(4, 4, rngs=rngs), z)
+    z = g.add(Add(jnp.tanh), h, z)
+    g.add(Dense(4, 3, rngs=rngs), z)
+    model = g.build()
+    net, params = Network.from_model(model, (4,))
+    x = jax.random.normal(jax.random.key(0), (2, 4))
+    first = model.layers[0]
+    z0 = jnp.tanh(first(x))
+    expected = model.layers[3](jnp.tanh(model.layers[1](z0) + z0))
+    np.testing.assert_allclose(net.logits(params, x), expected, rtol=1e-6)
+    assert net.consumers(0) == (1, 2) and net.parents(2) == (1, 0)
+    with pytest.raises(NgfError, match="never read"):
+        bad = GraphBuilder()
+        bad.add(Dense(4, 4, rngs=rngs))
+        bad.add(Dense(4, 3, rngs=rngs), bad.input)
+        bad.build()
+    with pytest.raises(NgfError, match="earlier nodes"):
+        Graph([Dense(4, 3, rngs=rngs)], [(0,)])  # a node cannot read itself
