@@ -17,8 +17,9 @@ from ngf.core.options import bind_options
 from ngf.core.registry import load_registry
 from ngf.models.cnn import LENET5, cnn
 from ngf.models.conv import convolve, max_pool
-from ngf.models.layers import Sequential
-from ngf.models.resnet import ResidualBlock, resnet
+from ngf.models.graph import GraphBuilder
+from ngf.models.layers import Dense
+from ngf.models.resnet import residual_block, resnet
 
 MNIST = (28, 28, 1)
 
@@ -88,12 +89,16 @@ def test_cnn_accepts_images_without_channel_axis():
 
 
 @pytest.mark.parametrize("head, last", [("flatten", (7, 7, 32)), ("global", (32,))])
-def test_resnet_shapes_and_shortcuts(head, last):
+def test_resnet_nodes_and_shortcuts(head, last):
+    """stem (conv + pool) → [conv₁, conv₂, sum] → [conv₁, conv₂, projection, sum] → dense."""
     model = abstract(resnet, MNIST, 10, head=head)
-    _, params, trace = trace_of(model)
-    assert [t.inputs.shape[1:] for t in trace] == [(28, 28, 1), (28, 28, 16), (14, 14, 16), (7, 7, 32)]
-    assert [t.pre.shape[1:] for t in trace] == [(28, 28, 16), (14, 14, 16), (7, 7, 32), (10,)]
-    assert model.layers[1].project is None and model.layers[2].project is not None
+    net, params, trace = trace_of(model)
+    assert [type(layer).__name__ for layer in model.layers] == [
+        "PooledConv", "Conv", "ScaledConv", "Add", "Conv", "ScaledConv", "Projection", "Add", "Dense"]
+    assert net.reads == ((-1,), (0,), (1,), (2, 0), (3,), (4,), (3,), (5, 6), (7,))  # skips: 0 → 3, 3 → 6
+    assert [t.pre.shape[1:] for t in trace] == [(14, 14, 16)] * 4 + [(7, 7, 32)] * 4 + [(10,)]
+    assert not jax.tree.leaves(params[3]) and not jax.tree.leaves(params[7])  # sums have no weights
+    assert params[6]["conv"]["kernel"].shape == (1, 1, 16, 32) and "bias" not in params[6]["conv"]
     assert params[-1]["linear"]["kernel"].shape == (math.prod(last), 10)
 
 
@@ -101,7 +106,7 @@ def test_resnet_blocks_option_applies_to_every_stage():
     opts = bind_options("model", "resnet", resnet, {"widths": "8,8,16", "blocks": "2"})
     model = abstract(resnet, MNIST, 10, **opts)
     _, _, trace = trace_of(model)
-    assert len(model.layers) == 1 + 6 + 1
+    assert len(model.layers) == 1 + 6 * 3 + 3 + 1  # stem, 3 nodes a block, 3 projections (16→8, two strides), head
     assert trace[-2].out.shape[1:] == (4, 4, 16)  # 14 → 7 → 4 with stride-2 SAME convolutions
 
 
@@ -112,33 +117,22 @@ def test_resnet_rejects_bad_options():
         abstract(resnet, MNIST, 10, head="attention")
 
 
-def zeroed(theta, *names):
-    """θ with the named sub-modules' parameters set to zero."""
-    return jax.tree_util.tree_map_with_path(
-        lambda path, a: jnp.zeros_like(a) if str(getattr(path[0], "key", "")) in names else a, theta)
-
-
 @pytest.mark.parametrize("in_channels, out_channels, stride", [(3, 3, 1), (3, 5, 2)])
-def test_residual_block_is_skip_plus_branch(in_channels, out_channels, stride):
-    """a(θ, z) = skip(z) + α·branch(θ, z), and J^T(θ, δ) = skipᵀδ + α·branchᵀ(θ, δ)."""
-    block = ResidualBlock(in_channels, out_channels, jax.nn.relu, stride=stride, branch_scale=0.5,
-                          rngs=nnx.Rngs(0))
-    net, (theta,) = Network.from_model(Sequential([block]), (6, 6, in_channels))
-    branch = lambda v: 0.5 * block.conv2(jax.nn.relu(block.conv1(v)))
-    skip = (lambda v: v) if stride == 1 else block.project
-    assert (block.project is None) == (stride == 1)
-
-    @jax.jit
-    def both_ways(z, delta):  # (ours, by hand) for h, h without a branch, and J^T(θ, δ)
-        pullback = lambda f: jax.vjp(f, z)[1](delta)[0]
-        return ((net.pre_activation(0, theta, z), skip(z) + branch(z)),
-                (net.pre_activation(0, zeroed(theta, "conv2"), z), skip(z)),
-                (net.input_vjp(0, theta, z, delta), pullback(skip) + pullback(branch)))
-
-    z = jax.random.normal(jax.random.key(1), (2, 6, 6, in_channels))
-    delta = jax.random.normal(jax.random.key(2), (2, 6 // stride, 6 // stride, out_channels))
-    for ours, by_hand in both_ways(z, delta):
-        np.testing.assert_allclose(ours, by_hand, rtol=1e-5, atol=1e-5)
+def test_residual_block_nodes_compute_skip_plus_branch(in_channels, out_channels, stride):
+    """The block's nodes give f(skip(z) + α·conv₂(g(conv₁(z)))), and bp through them equals jax.grad."""
+    g = GraphBuilder()
+    z = residual_block(g, g.input, in_channels, out_channels, jax.nn.relu, stride=stride, branch_scale=0.5,
+                       method="xla", rngs=nnx.Rngs(0))
+    g.add(Dense(3 * 3 * out_channels if stride == 2 else 6 * 6 * out_channels, 2, rngs=nnx.Rngs(1)), z)
+    model = g.build()
+    net, params = Network.from_model(model, (6, 6, in_channels))
+    conv1, conv2 = model.layers[0].conv, model.layers[1].conv
+    skip = (lambda v: v) if stride == 1 else model.layers[2].conv
+    assert (len(model.layers) == 5) == (stride != 1)
+    x = jax.random.normal(jax.random.key(1), (2, 6, 6, in_channels))
+    block_out = jax.nn.relu(skip(x) + 0.5 * conv2(jax.nn.relu(conv1(x))))
+    _, trace = net.forward(params, x)
+    np.testing.assert_allclose(trace[-2].out, block_out, rtol=1e-5, atol=1e-5)
 
 
 def test_max_pool_matches_reduce_window():

@@ -89,7 +89,7 @@ def reconstruction_gradient(inv: Inverse, net, l: int, theta, trace, noise: jax.
     corrupted = trace[l].inputs + noise
     v = net.activations[l](net.pre_activation(l, theta, corrupted))  # f_l(a_l(θ_l, z^{l-1}+ε))
     u = net.input_vjp(l, inv.omega, trace[l].inputs, v) + inv.bias[None]
-    recon, sigma_pullback = jax.vjp(net.activations[l - 1], u)
+    recon, sigma_pullback = jax.vjp(net.input_activation(l), u)
     r = sigma_pullback((recon - corrupted) / corrupted.shape[0])[0]  # ∂loss/∂u
     _, omega_pullback = jax.vjp(lambda w: net.input_jvp(l, w, trace[l].inputs, r), inv.omega)
     return Inverse(omega_pullback(v)[0], jnp.sum(r, axis=0))
