@@ -1,4 +1,5 @@
-"""Every registered rule, under jit, on the mlp: shapes, finite updates, one compile."""
+"""Every registered rule, under jit, on the mlp and on resnet's graph of nodes: shapes, finite updates,
+one compile."""
 
 import jax
 import numpy as np
@@ -12,20 +13,22 @@ from ngf.core.api import OPTIMIZERS
 
 REGISTRY = load_registry()
 RULES = sorted(REGISTRY.rules)
+MODELS = {"mlp": {"widths": (8, 7)}, "resnet": {"stem": 3, "widths": (3, 4), "blocks": (1, 1)}}
 
 
-def build(rule_name, data, batch=16, steps_per_call=1):
-    model = REGISTRY.get("model", "mlp").factory(data.input_shape, data.n_classes, rngs=nnx.Rngs(0),
-                                                  widths=(8, 7))
+def build(rule_name, data, batch=16, steps_per_call=1, model_name="mlp"):
+    model = REGISTRY.get("model", model_name).factory(data.input_shape, data.n_classes, rngs=nnx.Rngs(0),
+                                                       **MODELS[model_name])
     net, params = Network.from_model(model, data.input_shape)
     rule = REGISTRY.get("rule", rule_name).factory()
     engine = Engine(net, rule, OPTIMIZERS["adam"](1e-2), batch, len(data.x_train), steps_per_call)
     return engine, engine.init(jax.random.key(0), params)
 
 
+@pytest.mark.parametrize("model_name", sorted(MODELS))
 @pytest.mark.parametrize("rule_name", RULES)
-def test_rule_contract(rule_name, tiny_data):
-    engine, state = build(rule_name, tiny_data)
+def test_rule_contract(rule_name, model_name, tiny_data):
+    engine, state = build(rule_name, tiny_data, model_name=model_name)
     net, rule = engine.net, engine.rule
     x = jax.numpy.asarray(tiny_data.x_train[:16], jax.numpy.float32) / 255
     y = jax.numpy.asarray(tiny_data.y_train[:16])
@@ -44,9 +47,9 @@ def test_rule_contract(rule_name, tiny_data):
 
 
 @pytest.mark.parametrize("rule_name", RULES)
-@pytest.mark.parametrize("steps_per_call", [1, 4])
-def test_no_recompilation_after_first_step(rule_name, steps_per_call, tiny_data):
-    engine, state = build(rule_name, tiny_data, steps_per_call=steps_per_call)
+@pytest.mark.parametrize("steps_per_call, model_name", [(1, "mlp"), (4, "mlp"), (4, "resnet")])
+def test_no_recompilation_after_first_step(rule_name, steps_per_call, model_name, tiny_data):
+    engine, state = build(rule_name, tiny_data, steps_per_call=steps_per_call, model_name=model_name)
     xs, ys = jax.numpy.asarray(tiny_data.x_train), jax.numpy.asarray(tiny_data.y_train)
     for epoch in range(2):
         state, metrics = engine.train_epoch(state, xs, ys, jax.random.key(epoch))

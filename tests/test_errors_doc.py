@@ -17,7 +17,7 @@ from conftest import make_tiny
 from ngf.cli import main
 from ngf.core.configfile import dumps
 from ngf.core.idx import write_idx
-from ngf.models import Dense, Sequential
+from ngf.models import Dense, Graph, Sequential
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
@@ -137,7 +137,7 @@ def test_bad_input_row(row, places, tmp_path, capsys):
         tiny = make_tiny()
         bad = make_tiny()
         bad.y_train[0] = 7
-        namespace = {"ngf": ngf, "tiny": tiny, "tiny_bad_labels": bad, "Dense": Dense, "Sequential": Sequential,
+        namespace = {"ngf": ngf, "tiny": tiny, "tiny_bad_labels": bad, "Dense": Dense, "Graph": Graph, "Sequential": Sequential,
                      "nnx": nnx}
         with pytest.raises(ngf.NgfError) as caught:
             eval(fill(command, places), namespace)  # the table's own Python calls

@@ -54,6 +54,23 @@ def test_worked_rule_example_registers_and_computes():
     assert jax.tree.structure(updates) == jax.tree.structure(params)
 
 
+def test_worked_graph_example_trains_like_jax_grad():
+    """The residual example builds a graph whose bp updates equal jax.grad of the whole loss."""
+    namespace = {}
+    exec(compile(python_block("def tiny_resnet"), "docs/plugins.md", "exec"), namespace)
+    model = namespace["tiny_resnet"]((6, 6, 1), 3, rngs=nnx.Rngs(0), channels=4)
+    net, params = ngf.Network.from_model(model, (6, 6, 1))
+    assert net.reads == ((-1,), (0,), (1,), (2, 0), (3,))
+    x, labels = jax.random.uniform(jax.random.key(0), (5, 6, 6, 1)), jnp.arange(5) % 3
+    _, trace = net.forward(params, x)
+    rule = ngf.load_registry().get("rule", "bp").factory()
+    deltas, _ = rule.compute_targets(net, params, trace, labels, ())
+    updates, _ = rule.local_update(net, params, trace, deltas, ())
+    grads = jax.grad(lambda p: jnp.mean(ngf.cross_entropy(net.logits(p, x), labels)))(params)
+    for ours, exact in zip(jax.tree.leaves(updates), jax.tree.leaves(grads)):
+        np.testing.assert_allclose(ours, exact, rtol=1e-5, atol=1e-6)
+
+
 def test_ci_installs_the_example_plugin():
     readme = (ROOT / "README.md").read_text()
     command = re.search(r"<!-- test-command -->\n```bash\n(.*?)\n```", readme, re.S).group(1)

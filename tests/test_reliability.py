@@ -269,6 +269,17 @@ def test_same_seed_same_metrics(rule, tmp_path, jax_cache):
     assert len(metrics(tmp_path / "a")) == 2
 
 
+@pytest.mark.parametrize("rule", sorted(load_registry().rules))
+def test_same_seed_same_metrics_on_resnet_nodes(rule, tmp_path, jax_cache):
+    """The same on resnet's graph of nodes (skips, sums, a projection), one short epoch each."""
+    data = tiny(0, 32, 16)
+    opts = {"stem": 3, "widths": (3, 4), "blocks": (1,)}
+    for name in ("a", "b"):
+        ngf.run(rule=rule, model="resnet", dataset=data, epochs=1, batch_size=16, seed=5, model_opts=opts,
+                out=str(tmp_path / name))
+    assert metrics(tmp_path / "a") == metrics(tmp_path / "b")
+
+
 # --- safety -------------------------------------------------------------------------------------
 
 UNSAFE = re.compile(r"\bimport (c?pickle|dill|shelve|marshal|joblib)\b|\bfrom (c?pickle|dill|shelve|marshal|joblib)\b"

@@ -84,12 +84,13 @@ def results_table(summary: dict) -> Table:
 
 
 def alignment_table(summary: dict) -> Table:
-    """Each layer's angle to the bp gradient at the last epoch (``--track-alignment``)."""
+    """Each node's angle to the bp gradient at the last epoch (``--track-alignment``; — for a node
+    without weights, such as a residual block's sum)."""
     table = Table(title="alignment with bp (last epoch, fixed batch)")
-    for column in ("layer", "angle (degrees)"):
+    for column in ("node", "angle (degrees)"):
         table.add_column(column)
-    for layer, angle in enumerate(summary["alignment_degrees"], start=1):
-        table.add_row(str(layer), "—" if angle is None else f"{angle:.1f}")
+    for node, angle in enumerate(summary["alignment_degrees"], start=1):
+        table.add_row(str(node), "—" if angle is None else f"{angle:.1f}")
     return table
 
 
@@ -122,14 +123,38 @@ def _format_options(factory, kind: str) -> str:
     return "\n".join(f"{o.name}={o.default!r}" + (f"  {o.help}" if o.help else "") for o in options)
 
 
+def model_structure(factory) -> str:
+    """``"9 nodes"`` for a model built with its defaults on 28×28 images, naming atomic or refused layers.
+
+    A layer declared ``atomic`` is trained by backprop inside; a layer with two or more
+    unit-mixing maps that is not is refused at run time. A model whose defaults do not
+    build on 28×28 images gets an empty string.
+    """
+    from flax import nnx
+
+    from ngf.core.network import atomic_layers, is_atomic, mixing_maps
+
+    try:
+        model = nnx.eval_shape(lambda: factory((28, 28, 1), 10, rngs=nnx.Rngs(0)))
+        layers = list(model.layers)
+    except Exception:  # noqa: BLE001 - a listing must not fail on one plugin's model
+        return ""
+    notes = [f"{layer}: trained by backprop inside" for layer in atomic_layers(model)]
+    notes += [f"layer {l} ({type(layer).__name__}): refused, {len(mixing_maps(layer))} unit-mixing maps"
+              for l, layer in enumerate(layers) if len(mixing_maps(layer)) > 1 and not is_atomic(layer)]
+    return "\n".join([f"{len(layers)} nodes"] + notes)
+
+
 def list_command(kind: str, registry: Registry, console: Console) -> None:
     """``ngf rules`` / ``ngf models`` / ``ngf datasets``: what is registered, by whom."""
     table = Table(title=f"registered {kind}s", show_lines=True)
-    for column in ("name", "plugin", "options (defaults)"):
+    columns = ("name", "plugin", "options (defaults)") + (("structure (28×28 input)",) if kind == "model" else ())
+    for column in columns:
         table.add_column(column, overflow="fold")
     for name, entry in sorted(registry.table(kind).items()):
         options = "" if kind == "dataset" else _format_options(entry.factory, kind)
-        table.add_row(name, entry.plugin, options)
+        extra = (model_structure(entry.factory),) if kind == "model" else ()
+        table.add_row(name, entry.plugin, options, *extra)
     console.print(table)
 
 

@@ -177,8 +177,8 @@ def check_reads(reads, depth: int) -> tuple:
         raise NgfError(f"the model's reads lists {len(reads)} nodes' parents but it has {depth} layers")
     for l, parents in enumerate(reads):
         if not parents or any(not INPUT <= k < l for k in parents) or len(set(parents)) != len(parents):
-            raise NgfError(f"node {l} reads {parents}: a node reads one or more distinct earlier nodes "
-                           f"(0..{l - 1}) or the input ({INPUT})")
+            earlier = f"distinct earlier nodes (0..{l - 1}) or " if l else ""
+            raise NgfError(f"node {l} reads {parents}: it may read {earlier}the input ({INPUT})")
     unread = [k for k in range(depth - 1) if not any(k in r for r in reads)]
     if unread:
         raise NgfError(f"the output of node {unread[0]} is never read: every node but the last must feed another")

@@ -1,6 +1,10 @@
-"""Models: NNX modules with a ``layers`` sequence, each layer a map plus an activation."""
+"""Models: NNX modules with a ``layers`` sequence of nodes, each a map plus an activation.
 
+A chain is a ``Sequential``; a model with skips is a ``Graph`` (``GraphBuilder``).
+"""
+
+from ngf.models.graph import Add, Graph, GraphBuilder
 from ngf.models.layers import ACTIVATIONS, Dense, Sequential, activation_by_name
 from ngf.models.mlp import mlp
 
-__all__ = ["ACTIVATIONS", "Dense", "Sequential", "activation_by_name", "mlp"]
+__all__ = ["ACTIVATIONS", "Add", "Dense", "Graph", "GraphBuilder", "Sequential", "activation_by_name", "mlp"]

@@ -1,4 +1,9 @@
-"""Backpropagation (``bp``): the exact gradient, written as a learning rule (DESIGN.md §3)."""
+"""Backpropagation (``bp``): the exact gradient, written as a learning rule (DESIGN.md §3).
+
+Not local by definition: every node's signal reads the forward weights of every node
+above it (weight transport). It walks the graph of nodes like every other rule, so on
+any model its updates equal ``jax.grad`` of the whole network's loss.
+"""
 
 from ngf.core.feedback import propagate_errors
 from ngf.core.hookspecs import hookimpl

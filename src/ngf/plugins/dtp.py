@@ -13,6 +13,11 @@ the max positions of that input). A node without weights (the sum at the end of 
 residual block) is inverted by its own map's transpose: the identity for a sum, so
 an identity skip's inverse is the identity. Where a node feeds several consumers,
 their difference corrections add.
+
+Locality: no node's update reads another node's forward weights, with one exception
+that the paper makes too: the top hidden target steps down the task loss's gradient
+through the output node's own weights, ŷ^{L-1} = z^{L-1} − η̂ · ∂L/∂z^{L-1}, and the
+difference corrections carry that target down.
 """
 
 from typing import NamedTuple

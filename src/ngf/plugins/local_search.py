@@ -8,6 +8,9 @@ change directly (``applies_directly``); the optimiser and learning rate are unus
 The parameters are handled as one flat vector (``ravel_pytree``), so any layer type
 works: a candidate touches a random subset of coordinates, drawn from the whole
 network (``mode="coordinates"``) or from one layer at a time, in turn (``mode="layer"``).
+
+Not local: a candidate is judged by the whole network's loss, so it reads every
+node's weights; it has no per-node signals for the graph's backward walk to carry.
 """
 
 from typing import NamedTuple
