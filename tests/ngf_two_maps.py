@@ -34,5 +34,5 @@ def two_maps(input_shape, n_classes, *, rngs, width: int = 8, atomic: bool = Fal
 
 @hookimpl
 def ngf_register_models():
-    """Register ``two-maps``."""
-    return {"two-maps": two_maps}
+    """Register ``two-maps`` (refused) and ``two-maps-atomic`` (its middle layer declared atomic)."""
+    return {"two-maps": two_maps, "two-maps-atomic": lambda *args, **kwargs: two_maps(*args, atomic=True, **kwargs)}

@@ -184,3 +184,14 @@ def test_graph_builder_sums_parents_and_checks_reads():
         bad.build()
     with pytest.raises(NgfError, match="may read"):
         Graph([Dense(4, 3, rngs=rngs)], [(0,)])  # a node cannot read itself
+
+
+def test_ngf_models_lists_nodes_and_atomic_or_refused_layers(capsys, monkeypatch):
+    from ngf.cli import main
+    monkeypatch.setenv("COLUMNS", "300")
+    assert main(["--plugin", "ngf_two_maps", "models"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") > 3}
+    assert "9 nodes" in rows["resnet"] and "5 nodes" in rows["cnn"]
+    assert "layer 1 (TwoMaps): trained by backprop inside" in out
+    assert "layer 1 (TwoMaps): refused, 2 unit-mixing maps" in out
