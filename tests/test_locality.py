@@ -12,7 +12,8 @@ import pytest
 from flax import nnx
 
 from ngf.core.errors import NgfError
-from ngf.core.network import Network, atomic_layers
+from ngf.core.alignment import alignment_angles
+from ngf.core.network import Network, atomic_layers, cross_entropy
 from ngf.core.registry import load_registry
 from ngf.models.conv import Conv, as_images
 from ngf.models.graph import Add, Graph, GraphBuilder
@@ -195,3 +196,27 @@ def test_ngf_models_lists_nodes_and_atomic_or_refused_layers(capsys, monkeypatch
     assert "9 nodes" in rows["resnet"] and "5 nodes" in rows["cnn"]
     assert "layer 1 (TwoMaps): trained by backprop inside" in out
     assert "layer 1 (TwoMaps): refused, 2 unit-mixing maps" in out
+
+
+@pytest.mark.parametrize("head", ["flatten", "global"])
+def test_bp_on_resnet_equals_jax_grad_of_the_whole_loss(head):
+    net, params = build("resnet", **{**MODELS["resnet"], "head": head, "blocks": (2, 1)})
+    x, y = batch()
+    bp = REGISTRY.get("rule", "bp").factory()
+    updates = update_function(bp, net, net.forward(params, x)[1], y, ())(params)
+    grads = jax.grad(lambda p: jnp.mean(cross_entropy(net.logits(p, x), y)))(params)
+    for ours, exact in zip(jax.tree.leaves(updates), jax.tree.leaves(grads)):
+        np.testing.assert_allclose(ours, exact, rtol=1e-5, atol=1e-5)
+
+
+def test_alignment_is_reported_per_node_of_a_graph():
+    """One angle per node of resnet: none for the weightless sums, 0° under bp elsewhere, not under fa."""
+    net, params = build("resnet", **MODELS["resnet"])
+    x, y = batch()
+    for name in ("bp", "fa"):
+        rule = REGISTRY.get("rule", name).factory()
+        angles = np.asarray(alignment_angles(net, rule, params, rule.init(jax.random.key(0), net, params), x, y))
+        assert angles.shape == (net.depth,) == (9,)
+        assert np.isnan(angles[[3, 7]]).all() and not np.isnan(np.delete(angles, [3, 7])).any()
+        weighted = np.delete(angles, [3, 7, 8])  # the head's update is exact under every rule here
+        assert (np.abs(weighted) < 0.1).all() if name == "bp" else (weighted > 1).all()

@@ -9,8 +9,11 @@ networks"). The error walks down the network as in backprop,
 - ``brsf``: M_l = |R_l|, R_l random, redrawn at every step (batchwise random magnitudes);
 - ``frsf``: M_l = |R_l|, R_l random, drawn once (fixed random magnitudes).
 
-Only ``ngf``'s public API is used. B_l replaces every parameter of layer l inside the
-layer's own map, so the rules work for any layer type through ``ngf.propagate_errors``.
+Only ``ngf``'s public API is used. B_l replaces every parameter of node l inside the
+node's own map, so the rules work for any node type, and on any graph of nodes (a
+residual network's convolutions each use their own signs), through
+``ngf.propagate_errors``. Not local by definition: each node's feedback reads the signs
+of the forward weights of the nodes above it.
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ import ngf
 
 
 def sign_concordant(params, magnitudes) -> tuple:
-    """B_l = sign(θ_l) ⊙ M_l for layers l ≥ 2 (``magnitudes`` holds M_2..M_L).
+    """B_l = sign(θ_l) ⊙ M_l for nodes l ≥ 2 (``magnitudes`` holds M_2..M_L).
 
-    The first layer sends no error further down, so it gets no feedback (None).
+    The first node sends no error further down, so it gets no feedback (None); a node
+    without weights (a sum) gets an empty pytree.
     """
     feedback = [jax.tree.map(lambda w, m: jnp.sign(w) * m, theta, m)
                 for theta, m in zip(params[1:], magnitudes)]
@@ -34,7 +38,7 @@ def sign_concordant(params, magnitudes) -> tuple:
 
 
 def random_magnitudes(key: jax.Array, params, scale: float, dist: str) -> tuple:
-    """|R_l| for layers l ≥ 2, R_l drawn by ``ngf.random_like`` (scale × Glorot std)."""
+    """|R_l| for nodes l ≥ 2, R_l drawn by ``ngf.random_like`` (scale × Glorot std)."""
     return jax.tree.map(jnp.abs, ngf.random_like(key, tuple(params[1:]), scale, dist))
 
 
@@ -66,7 +70,7 @@ def usf(scale: float = 1.0) -> ngf.LearningRule:
 
 
 class FrsfState(NamedTuple):
-    """The fixed magnitudes |R_l|, one pytree per layer l ≥ 2."""
+    """The fixed magnitudes |R_l|, one pytree per node l ≥ 2."""
 
     magnitudes: tuple
 
