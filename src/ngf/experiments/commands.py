@@ -121,7 +121,7 @@ def norms_command(args, registry, console) -> None:
         records.append({"label": result.label, "dataset": result.dataset, "seed": result.seed,
                         "folder": result.folder, **norms})
         console.print(f"{result.label} · {result.dataset} · seed {result.seed}: " +
-                      " ".join(f"{v:.1e}" for v in norms.get("final", norms["init"])))
+                      " ".join("—" if v is None else f"{v:.1e}" for v in norms.get("final", norms["init"])))
     path = layer_norms(labelled, Path(args.out), args.title)
     Path(path).with_suffix(".json").write_text(json.dumps(records, indent=1))
     console.print(f"wrote {path} and {Path(path).with_suffix('.json')}")

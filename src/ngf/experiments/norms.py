@@ -1,9 +1,10 @@
-"""Per-layer update norms: how much signal each layer gets from a rule.
+"""Per-node update norms: how much signal each node (layer) gets from a rule.
 
 For a finished run, rebuild its network, rule and state from ``config.toml`` (at
 initialisation) and from its checkpoint (after training), take one batch of training
-data, and compute ‖update_l‖ for every layer l: the Frobenius norm of what
-``local_update`` hands the optimiser (for ``bp``, the gradient of the loss). A
+data, and compute ‖update_l‖ for every node l: the Frobenius norm of what
+``local_update`` hands the optimiser (for ``bp``, the gradient of the loss); a node
+without weights (a residual block's sum) has none. A
 vanishing backward signal shows as norms falling by orders of magnitude from the
 top layer to the first.
 """
@@ -23,15 +24,16 @@ from ngf.core.init import initialise
 from ngf.core.network import Network
 
 
-def update_norms(net: Network, rule, params, rule_state, x, y) -> list[float]:
-    """‖update_l‖ for each layer l on the batch ``(x, y)``."""
+def update_norms(net: Network, rule, params, rule_state, x, y) -> list[float | None]:
+    """‖update_l‖ for each node l on the batch ``(x, y)``; None for a node without weights (a sum)."""
     def norms(params, rule_state):
         _, trace = net.forward(params, prepare_inputs(x))
         signals, state = rule.compute_targets(net, params, trace, y, rule_state)
         updates, _ = rule.local_update(net, params, trace, signals, state)
         return jnp.stack([frobenius(u) for u in updates])
 
-    return [float(v) for v in jax.jit(norms)(params, rule_state)]
+    values = jax.jit(norms)(params, rule_state)
+    return [float(v) if jax.tree.leaves(theta) else None for v, theta in zip(values, params)]
 
 
 def frobenius(tree) -> jax.Array:

@@ -94,7 +94,8 @@ def _norm_rows(labelled, stage: str) -> dict[str, np.ndarray]:
     """Per label, the geometric mean over seeds of the per-layer norms (0 where any seed has 0)."""
     rows = {}
     for label in ordered(name for name, _ in labelled):
-        found = np.array([norms[stage] for name, norms in labelled if name == label and stage in norms])
+        found = np.array([[np.nan if v is None else v for v in norms[stage]]  # None: a node without weights
+                          for name, norms in labelled if name == label and stage in norms], dtype=float)
         if found.size:
             with np.errstate(divide="ignore"):
                 rows[label] = np.exp(np.log(found).mean(0))
@@ -105,7 +106,7 @@ def layer_norms(labelled: list[tuple[str, dict]], path: Path, title: str = "") -
     """Per-layer update norms (log scale), at initialisation and after training, a line per run label.
 
     A norm that is exactly zero cannot sit on a log axis: it is drawn as a cross on the
-    panel's floor.
+    panel's floor. A node without weights (None) is left out, a gap in the line.
     """
     plt = pyplot()
     stages = [s for s in ("init", "final") if any(s in norms for _, norms in labelled)]
@@ -123,12 +124,12 @@ def layer_norms(labelled: list[tuple[str, dict]], path: Path, title: str = "") -
             if zero.any():
                 ax.scatter(layers[zero], np.full(zero.sum(), floor), marker="x", color=colour[label])
         ax.set_yscale("log")
-        ax.set_xlabel("layer (1 = input side)")
+        ax.set_xlabel("node (1 = input side)")
         ax.set_title(("at initialisation" if stage == "init" else "after training") +
                      (" (× : exactly 0)" if any((v == 0).any() for v in rows[stage].values()) else ""))
         ax.grid(alpha=0.3, which="both")
         ax.xaxis.get_major_locator().set_params(integer=True)
-    return _save(fig, axes, "‖update‖ per layer", title, path)
+    return _save(fig, axes, "‖update‖ per node", title, path)
 
 
 def sensitivity(points: dict[tuple[str, str], list[tuple[float, float]]], key: str, path: Path,
