@@ -220,3 +220,12 @@ def test_alignment_is_reported_per_node_of_a_graph():
         assert np.isnan(angles[[3, 7]]).all() and not np.isnan(np.delete(angles, [3, 7])).any()
         weighted = np.delete(angles, [3, 7, 8])  # the head's update is exact under every rule here
         assert (np.abs(weighted) < 0.1).all() if name == "bp" else (weighted > 1).all()
+
+
+def test_update_norms_leave_out_nodes_without_weights():
+    from ngf.experiments.norms import update_norms
+    net, params = build("resnet", **MODELS["resnet"])
+    x = jax.random.randint(jax.random.key(0), (4,) + SHAPE, 0, 256).astype(jnp.uint8)
+    rule = REGISTRY.get("rule", "fa").factory()
+    norms = update_norms(net, rule, params, rule.init(jax.random.key(0), net, params), x, jnp.arange(4) % 3)
+    assert [i for i, v in enumerate(norms) if v is None] == [3, 7] and all(v > 0 for v in norms if v is not None)
