@@ -1,5 +1,6 @@
-"""Locality on every built-in model (issue 13): a node's update reads no other node's forward weights.
+"""The graph of nodes (issue 13): locality on every built-in model, and the rules' walks on a graph.
 
+Locality: a node's update reads no other node's forward weights.
 With the forward trace fixed, each node's forward parameters in turn are changed; every
 other node's update, recomputed by the rule from the same trace, must not move. Rules
 that read forward weights by definition are left out, each for its named reason.
@@ -229,3 +230,56 @@ def test_update_norms_leave_out_nodes_without_weights():
     rule = REGISTRY.get("rule", "fa").factory()
     norms = update_norms(net, rule, params, rule.init(jax.random.key(0), net, params), x, jnp.arange(4) % 3)
     assert [i for i, v in enumerate(norms) if v is None] == [3, 7] and all(v > 0 for v in norms if v is not None)
+
+
+def tiny_graph():
+    """x → d0 (tanh) → d1 (identity) → sum{d1, d0} (tanh) → d3: one residual block of dense nodes."""
+    rngs = nnx.Rngs(0)
+    g = GraphBuilder()
+    z = g.add(Dense(4, 3, jnp.tanh, rngs=rngs))
+    h = g.add(Dense(3, 3, rngs=rngs), z)
+    z = g.add(Add(jnp.tanh), h, z)
+    g.add(Dense(3, 2, rngs=rngs), z)
+    return Network.from_model(g.build(), (4,))
+
+
+def kernel(theta):
+    return np.asarray(theta["linear"]["kernel"][...])
+
+
+def test_fa_signals_add_where_a_node_feeds_two_consumers():
+    """δ^0 = f'(h^0) ⊙ (J_1^T(B_1, δ^1) + δ^sum): the branch's feedback plus the skip's identity."""
+    net, params = tiny_graph()
+    x, y = jax.random.normal(jax.random.key(0), (5, 4)), jnp.arange(5) % 2
+    _, trace = net.forward(params, x)
+    fa = REGISTRY.get("rule", "fa").factory()
+    state = fa.init(jax.random.key(0), net, params)
+    deltas, _ = fa.compute_targets(net, params, trace, y, state)
+    e = np.asarray(jax.nn.softmax(trace[3].pre) - jax.nn.one_hot(y, 2))
+    b1, b3 = kernel(state.feedback[1]), kernel(state.feedback[3])
+    d_sum = (1 - np.tanh(trace[2].pre) ** 2) * (e @ b3.T)  # through the head's B
+    d1 = d_sum  # identity activation, and the sum's map is the identity
+    d0 = (1 - np.tanh(trace[0].pre) ** 2) * (d1 @ b1.T + d_sum)
+    for got, want in zip(deltas, (d0, d1, d_sum, e)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_dtp_corrections_add_and_the_skip_inverts_by_the_identity():
+    """ŷ^sum = z^sum − η̂ · J_3^T(θ_3, e); ŷ^1 = z^1 + (ŷ^sum − z^sum);
+    ŷ^0 = z^0 + [g_1(ŷ^1) − g_1(z^1)] + (ŷ^sum − z^sum): the two paths' corrections add."""
+    from ngf.plugins.dtp import difference_targets, dtp, inverse
+    net, params = tiny_graph()
+    x, y = jax.random.normal(jax.random.key(0), (5, 4)), jnp.arange(5) % 2
+    _, trace = net.forward(params, x)
+    state = dtp().init(jax.random.key(0), net, params)
+    assert [inv is None for inv in state.inverses] == [True, False, True, True]  # only d1 learns one
+    targets = difference_targets(net, params, trace, y, state.inverses, 0.1)
+    e = np.asarray(jax.nn.softmax(trace[3].pre) - jax.nn.one_hot(y, 2))
+    top = np.asarray(trace[2].out) - 0.1 * e @ kernel(params[3]).T
+    g1 = lambda v: np.asarray(inverse(net, 1, state.inverses[1], trace, v))
+    y1 = np.asarray(trace[1].out) + top - np.asarray(trace[2].out)
+    below = np.asarray(trace[0].out) + g1(jnp.asarray(y1)) - g1(trace[1].out) + (top - np.asarray(trace[2].out))
+    np.testing.assert_allclose(targets[2], top, rtol=1e-5, atol=1e-6)
+    skip = top - np.asarray(trace[2].out)  # the sum's inverse is the identity: ŷ^sum − z^sum
+    np.testing.assert_allclose(targets[1], np.asarray(trace[1].out) + skip, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(targets[0], below, rtol=1e-5, atol=1e-5)
