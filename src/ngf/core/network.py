@@ -94,8 +94,7 @@ class Network:
 
     def node_input(self, l: int, x: jax.Array, outs) -> jax.Array:
         """u^l = Σ_{k ∈ P(l)} z^k, with z^0 = x: what node l reads."""
-        parts = [x if k == INPUT else outs[k] for k in self.parents(l)]
-        return functools.reduce(jnp.add, parts)
+        return sum_of_parents(self.parents(l), x, outs)
 
     def input_activation(self, l: int):
         """The activation that made node l's input: its sole parent's f (the identity for x or a sum)."""
@@ -166,6 +165,11 @@ class Network:
     def to_model(self, params: Params) -> list:
         """Rebuild the node modules from parameters (for inspection or export)."""
         return [nnx.merge(g, p, r) for g, p, r in zip(self.graphdefs, params, self.rests)]
+
+
+def sum_of_parents(parents: tuple, x: jax.Array, outs) -> jax.Array:
+    """Σ_{k ∈ parents} z^k, where ``INPUT`` stands for x and ``outs[k]`` is z^k."""
+    return functools.reduce(jnp.add, [x if k == INPUT else outs[k] for k in parents])
 
 
 def check_reads(reads, depth: int) -> tuple:

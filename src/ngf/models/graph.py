@@ -20,7 +20,7 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
-from ngf.core.network import INPUT, check_reads, identity
+from ngf.core.network import INPUT, check_reads, identity, sum_of_parents
 
 
 class Add(nnx.Module):
@@ -46,7 +46,7 @@ class Graph(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         outs = []
         for layer, parents in zip(self.layers, self.reads):
-            u = sum(x if k == INPUT else outs[k] for k in parents)
+            u = sum_of_parents(parents, x, outs)  # u^l = Σ_{k ∈ P(l)} z^k
             outs.append(layer.activation(layer(u)))
         return outs[-1]
 
