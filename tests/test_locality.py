@@ -164,14 +164,20 @@ def test_a_plugin_map_declared_as_one_counts_once():
     assert net.depth == 2
 
 
-def test_graph_builder_sums_parents_and_checks_reads():
+def tiny_model():
+    """x → d0 (tanh) → d1 (identity) → sum{d1, d0} (tanh) → d3: one residual block of dense nodes."""
     rngs = nnx.Rngs(0)
     g = GraphBuilder()
-    z = g.add(Dense(4, 4, jnp.tanh, rngs=rngs))
-    h = g.add(Dense(4, 4, rngs=rngs), z)
+    z = g.add(Dense(4, 3, jnp.tanh, rngs=rngs))
+    h = g.add(Dense(3, 3, rngs=rngs), z)
     z = g.add(Add(jnp.tanh), h, z)
-    g.add(Dense(4, 3, rngs=rngs), z)
-    model = g.build()
+    g.add(Dense(3, 2, rngs=rngs), z)
+    return g.build()
+
+
+def test_graph_builder_sums_parents_and_checks_reads():
+    rngs = nnx.Rngs(0)
+    model = tiny_model()
     net, params = Network.from_model(model, (4,))
     x = jax.random.normal(jax.random.key(0), (2, 4))
     first = model.layers[0]
@@ -233,14 +239,8 @@ def test_update_norms_leave_out_nodes_without_weights():
 
 
 def tiny_graph():
-    """x → d0 (tanh) → d1 (identity) → sum{d1, d0} (tanh) → d3: one residual block of dense nodes."""
-    rngs = nnx.Rngs(0)
-    g = GraphBuilder()
-    z = g.add(Dense(4, 3, jnp.tanh, rngs=rngs))
-    h = g.add(Dense(3, 3, rngs=rngs), z)
-    z = g.add(Add(jnp.tanh), h, z)
-    g.add(Dense(3, 2, rngs=rngs), z)
-    return Network.from_model(g.build(), (4,))
+    """The network of ``tiny_model`` and its parameters."""
+    return Network.from_model(tiny_model(), (4,))
 
 
 def kernel(theta):
