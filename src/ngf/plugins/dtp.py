@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import optax
 
 from ngf.core.checks import number
-from ngf.core.feedback import check_distribution, random_like
+from ngf.core.feedback import check_distribution, random_like, walk_down
 from ngf.core.hookspecs import hookimpl
 from ngf.core.network import INPUT, output_error, updates_from_deltas
 from ngf.core.rule import LearningRule
@@ -122,25 +122,16 @@ def difference_targets(net, params, trace, labels, inverses, eta_hat: float) -> 
     for a node without weights, J_c^T(ŷ^c − z^c) (its map's transpose: the identity for a sum).
     """
     e = output_error(trace[-1].pre, labels)
-    targets = [None] * net.depth
-    corrections = [None] * net.depth
 
-    def correction(c):
+    def send(c, target):  # Δ_c, given ŷ^c (for the output node, e)
         if c == net.depth - 1:  # ŷ^{L-1} = z^{L-1} − η̂ · ∂L/∂z^{L-1}, per example
             return -eta_hat * net.input_vjp(c, params[c], trace[c].inputs, e)
         if inverses[c] is not None:  # g_c(ŷ^c) − g_c(z^c): the difference correction
-            return inverse(net, c, inverses[c], trace, targets[c]) - inverse(net, c, inverses[c], trace, trace[c].out)
-        return net.input_vjp(c, params[c], trace[c].inputs, targets[c] - trace[c].out)
+            return inverse(net, c, inverses[c], trace, target) - inverse(net, c, inverses[c], trace, trace[c].out)
+        return net.input_vjp(c, params[c], trace[c].inputs, target - trace[c].out)
 
-    for c in range(net.depth - 1, -1, -1):
-        if c < net.depth - 1:
-            targets[c] = trace[c].out + corrections[c]
-        parents = [k for k in net.parents(c) if k != INPUT]
-        if parents:
-            delta = correction(c)
-            for k in parents:  # corrections add where paths merge
-                corrections[k] = delta if corrections[k] is None else corrections[k] + delta
-    return tuple(targets[:-1])
+    # the graph's backward walk: corrections add where paths merge, ŷ^l = z^l + Σ Δ_c
+    return walk_down(net, e, send, lambda l, corrections: trace[l].out + corrections)[:-1]
 
 
 def dtp(
