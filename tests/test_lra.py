@@ -3,8 +3,10 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
+from ngf.core.errors import NgfError
 from ngf.core.network import Network
 from ngf.models import mlp
 from ngf.plugins.bp import bp
@@ -79,17 +81,23 @@ def test_lra_signal_ignores_forward_weights_above():
                            signals_with(bp(), net, changed, trace, y)[0])
 
 
-def test_lra_e_moves_feedback_with_updates():
+@pytest.mark.parametrize("e_decay", [0.0, 0.01])
+def test_lra_e_receives_the_applied_change(e_decay):
     net, params = tiny_network()
-    rule = lra(learn_e=True, gamma=2.0, e_lr=0.1)
+    rule = lra(learn_e=True, gamma=2.0, e_decay=e_decay)
     state = rule.init(jax.random.key(0), net, params)
-    x, y = batch()
-    _, trace = net.forward(params, x)
-    deltas, state = rule.compute_targets(net, params, trace, y, state)
-    updates, new_state = rule.local_update(net, params, trace, deltas, state)
-    expected = kernel(state.feedback[1]) - 2.0 * 0.1 * kernel(updates[1])  # E ← E − γηΔW
-    np.testing.assert_allclose(kernel(new_state.feedback[1]), expected, rtol=1e-6)
+    changes = jax.tree.map(lambda a: 0.01 * jnp.cos(a), params)  # some ΔW the optimiser applied
+    new_params, new_state = rule.apply_changes(net, params, changes, state)
+    e, w, dw = kernel(state.feedback[1]), kernel(params[1]), kernel(changes[1])
+    np.testing.assert_allclose(kernel(new_state.feedback[1]), e + 2.0 * dw - e_decay * e, rtol=1e-6)  # E ← E + γΔW − λE
+    np.testing.assert_allclose(kernel(new_params[1]), w + dw - e_decay * w, rtol=1e-6)  # W ← W + ΔW − λW
     assert new_state.feedback[0] is None
+
+
+def test_lra_e_decay_needs_learned_e():
+    with pytest.raises(NgfError, match="e_decay needs learn_e"):
+        lra(e_decay=0.1)
+    assert lra().apply_changes is None  # a fixed E leaves θ ← θ + ΔW to the engine
 
 
 def test_lra_fixed_e_stays_fixed():

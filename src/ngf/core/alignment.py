@@ -74,3 +74,18 @@ def alignment_tracker(net: Network, rule: LearningRule, x: jax.Array, labels: ja
         return [None if math.isnan(a) else float(a) for a in jax.device_get(angles(state.params, state.rule_state))]
 
     return track
+
+
+def kernels(theta) -> list:
+    """The leaves of a node's parameters that mix units (two or more axes): what J^T reads."""
+    return [leaf for leaf in jax.tree.leaves(theta) if leaf.ndim >= 2]
+
+
+def feedback_angles(params: Params, feedback: tuple) -> list:
+    """∠(B_l, W_l) in degrees for each node with feedback weights B_l (None elsewhere).
+
+    Compares the kernels only: a feedback pytree's bias entries are never read. For
+    ``kp`` the angle falls toward 0 as B converges to W; for ``fa`` it stays near 90°.
+    """
+    return [None if b is None or not kernels(b) else float(angle_degrees(kernels(b), kernels(w)))
+            for w, b in zip(params, feedback)]

@@ -23,7 +23,7 @@ from flax import nnx
 
 from ngf.core.network import Network, cross_entropy
 from ngf.core.parallel import DataParallel
-from ngf.core.rule import LearningRule
+from ngf.core.rule import LearningRule, apply_changes
 
 PROGRESS_CALLS = 20  # calls per epoch when several steps share a call
 EVAL_BATCH = 1000
@@ -59,10 +59,11 @@ def make_train_step(net: Network, rule: LearningRule, optimizer: optax.GradientT
         signals, rule_state = rule.compute_targets(net, state.params, trace, y, state.rule_state)
         updates, rule_state = rule.local_update(net, state.params, trace, signals, rule_state)
         if rule.applies_directly:
-            params, opt_state = optax.apply_updates(state.params, updates), state.opt_state
+            changes, opt_state = updates, state.opt_state
         else:
             changes, opt_state = optimizer.update(updates, state.opt_state, state.params)
-            params = optax.apply_updates(state.params, changes)
+        # θ ← θ + ΔW, or the rule's own use of the change actually applied (kp's B receives it too)
+        params, rule_state = apply_changes(rule, net, state.params, changes, rule_state)
         return TrainState(params, opt_state, rule_state), batch_metrics(logits, y)
 
     return step

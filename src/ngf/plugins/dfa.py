@@ -35,6 +35,16 @@ def direct_feedback(key, net, params, scale: float, dist: str) -> tuple:
     return tuple(random_like(key, like, scale, dist))
 
 
+def direct_signals(net, trace, feedback: tuple, signal: jax.Array) -> tuple:
+    """δ^l = f'(h^l) ⊙ pᵀ(D_l s) for every hidden node l, given a per-example signal s (dfa: e).
+
+    D_l s lands where z^l is read (for a pooling p, the max positions; the whole of z^l
+    when it has none). No other node's weight is read.
+    """
+    return tuple(net.activation_vjp(l, trace[l].pre, net.read_vjp(l, trace[l].out, signal @ d.T))
+                 for l, d in enumerate(feedback))
+
+
 def dfa(scale: float = 1.0, dist: str = "normal") -> LearningRule:
     """Direct feedback alignment: the output error goes straight to every hidden node.
 
@@ -50,13 +60,7 @@ def dfa(scale: float = 1.0, dist: str = "normal") -> LearningRule:
 
     def compute_targets(net, params, trace, labels, state):
         e = output_error(trace[-1].pre, labels)  # δ^L = e
-        deltas = []
-        for l, d in enumerate(state.feedback):
-            # δ^l = f'(h^l) ⊙ pᵀ(D_l e): D_l e lands where z^l is read (for a pooling p, the max
-            # positions; the whole of z^l when it has none). No other node's weight is read.
-            at_output = net.read_vjp(l, trace[l].out, e @ d.T)
-            deltas.append(net.activation_vjp(l, trace[l].pre, at_output))
-        return tuple(deltas) + (e,), state
+        return direct_signals(net, trace, state.feedback, e) + (e,), state
 
     def local_update(net, params, trace, deltas, state):
         return updates_from_deltas(net, params, trace, deltas), state

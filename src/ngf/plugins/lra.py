@@ -5,6 +5,7 @@ from typing import NamedTuple
 import jax
 
 from ngf.core.checks import number
+from ngf.core.errors import NgfError
 from ngf.core.feedback import check_distribution, layer_feedback, walk_down
 from ngf.core.hookspecs import hookimpl
 from ngf.core.network import output_error, updates_from_deltas
@@ -23,21 +24,26 @@ def lra(
     learn_e: bool = False,
     e_scale: float = 1.0,
     e_dist: str = "normal",
-    e_lr: float = 1e-3,
+    e_decay: float = 0.0,
 ) -> LearningRule:
     """Local representation alignment.
 
     Args:
       beta: β, the step from h^{l-1} toward the fed-back error (reference code: 0.1).
-      gamma: γ in the LRA-E update E_l ← E_l − γ·η·ΔW_l (reference code: 1).
-      learn_e: move E with the forward updates (LRA-E); E stays fixed when False.
+      gamma: γ in the LRA-E update E_l ← E_l + γ·ΔW_l (reference code: 1).
+      learn_e: move E with the forward weights (LRA-E): E_l receives γ times the change ΔW_l
+        the optimiser applied to W_l; E stays fixed when False.
       e_scale: E's initial scale, in units of Glorot's standard deviation.
       e_dist: E's initial distribution, ``normal`` or ``uniform``.
-      e_lr: η in the LRA-E update (the reference learning rate, 1e-3).
+      e_decay: λ with ``learn_e``: W and E both decay by λ per step, as in Kolen–Pollack
+        (``kp``), so that E − γW shrinks; 0, the reference, keeps LRA-E's update alone.
     """
     check_distribution(e_dist)
-    beta, gamma, e_lr = (number("lra", n, v, minimum=0) for n, v in (("beta", beta), ("gamma", gamma), ("e_lr", e_lr)))
+    beta, gamma = (number("lra", n, v, minimum=0) for n, v in (("beta", beta), ("gamma", gamma)))
     e_scale = number("lra", "e_scale", e_scale, minimum=0, exclusive=True)
+    e_decay = number("lra", "e_decay", e_decay, minimum=0, maximum=0.5)
+    if e_decay and not learn_e:
+        raise NgfError("lra option e_decay needs learn_e=true (a fixed E does not decay)")
 
     def init(key, net, params):
         return LRAState(layer_feedback(key, params, e_scale, e_dist))
@@ -57,17 +63,17 @@ def lra(
         return walk_down(net, e, send, signal), state
 
     def local_update(net, params, trace, deltas, state):
-        updates = updates_from_deltas(net, params, trace, deltas)
-        if not learn_e:
-            return updates, state
-        # LRA-E: E_l ← E_l − γ·η·ΔW_l, for every node that has an E.
-        feedback = tuple(
-            None if e is None else jax.tree.map(lambda e_, u: e_ - gamma * e_lr * u, e, upd)
-            for e, upd in zip(state.feedback, updates)
-        )
-        return updates, LRAState(feedback)
+        return updates_from_deltas(net, params, trace, deltas), state
 
-    return LearningRule(init, compute_targets, local_update)
+    def apply_changes(net, params, changes, state):
+        # LRA-E: E_l ← E_l + γ·ΔW_l − λE_l with ΔW_l the change applied to W_l ← W_l + ΔW_l − λW_l
+        params = tuple(jax.tree.map(lambda w, d: w + d - e_decay * w, p, c) for p, c in zip(params, changes))
+        feedback = tuple(
+            None if e is None else jax.tree.map(lambda e_, d: e_ + gamma * d - e_decay * e_, e, c)
+            for e, c in zip(state.feedback, changes))
+        return params, LRAState(feedback)
+
+    return LearningRule(init, compute_targets, local_update, apply_changes=apply_changes if learn_e else None)
 
 
 @hookimpl

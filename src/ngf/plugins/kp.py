@@ -1,0 +1,77 @@
+"""Kolen–Pollack (``kp``), Akrout, Wilson, Humphreys, Lillicrap and Tweed 2019 (DESIGN.md §3b).
+
+The error travels down exactly as in feedback alignment, through feedback weights B_c
+of θ_c's shape: δ^k = f'(h^k) ⊙ Σ_{c reads k} J_c^T(B_c, δ^c). B is not fixed: it
+receives the same change ΔW_c that the optimiser applied to the forward weights, and
+both decay by λ,
+
+    W ← W + ΔW − λW,    B ← B + ΔW − λB,
+
+so B − W shrinks by (1 − λ) every step and B converges to W with no weight transport:
+each node's B sees only its own node's change, whatever the optimiser (Adam or SGD)
+made of the update. The rule sees that change through ``LearningRule.apply_changes``.
+
+Locality: no node's signal or update reads another node's forward weights; B_c lives
+with node c and learns from node c's own change.
+"""
+
+from typing import NamedTuple
+
+import jax
+
+from ngf.core.checks import number
+from ngf.core.feedback import check_distribution, layer_feedback, propagate_errors
+from ngf.core.hookspecs import hookimpl
+from ngf.core.network import output_error, updates_from_deltas
+from ngf.core.rule import LearningRule
+
+
+class KPState(NamedTuple):
+    """Feedback weights B_l of θ_l's shape, one per node l ≥ 2 (None for the first), learned."""
+
+    feedback: tuple
+
+
+def decayed(theta, change, decay: float):
+    """θ + ΔW − λθ, leaf by leaf (DESIGN.md §3b)."""
+    return jax.tree.map(lambda t, d: t + d - decay * t, theta, change)
+
+
+def kp(decay: float = 3e-4, scale: float = 0.1, dist: str = "normal") -> LearningRule:
+    """Kolen–Pollack: feedback alignment whose feedback weights receive the forward weights' changes.
+
+    Args:
+      decay: λ, the decay of both W and B per step (B − W shrinks by 1 − λ each step).
+      scale: B's initial scale, in units of Glorot's standard deviation for θ_l's shape.
+      dist: B's initial distribution, ``normal`` or ``uniform`` (same standard deviation).
+    """
+    check_distribution(dist)
+    decay = number("kp", "decay", decay, minimum=0, maximum=0.5)
+    scale = number("kp", "scale", scale, minimum=0, exclusive=True)
+
+    def init(key, net, params):
+        return KPState(layer_feedback(key, params, scale, dist))
+
+    def compute_targets(net, params, trace, labels, state):
+        e = output_error(trace[-1].pre, labels)  # δ^L = e
+        # δ^k = f'(h^k) ⊙ Σ_c J_c^T(B_c, δ^c): as fa, no forward weight is read on the way down
+        return propagate_errors(net, state.feedback, trace, e), state
+
+    def local_update(net, params, trace, deltas, state):
+        return updates_from_deltas(net, params, trace, deltas), state
+
+    def apply_changes(net, params, changes, state):
+        # nodes with feedback weights: W ← W + ΔW − λW and B ← B + ΔW − λB; the first node, which
+        # sends nothing down, has no B and no decay: W ← W + ΔW
+        params = tuple(decayed(w, dw, 0.0 if b is None else decay)
+                       for w, dw, b in zip(params, changes, state.feedback))
+        feedback = tuple(None if b is None else decayed(b, dw, decay) for b, dw in zip(state.feedback, changes))
+        return params, KPState(feedback)
+
+    return LearningRule(init, compute_targets, local_update, apply_changes=apply_changes)
+
+
+@hookimpl
+def ngf_register_rules():
+    """Register ``kp``."""
+    return {"kp": kp}
