@@ -14,20 +14,25 @@ from ngf.core.api import OPTIMIZERS
 REGISTRY = load_registry()
 RULES = sorted(REGISTRY.rules)
 MODELS = {"mlp": {"widths": (8, 7)}, "resnet": {"stem": 3, "widths": (3, 4), "blocks": (1, 1)}}
+CONTRACT_MODELS = {**MODELS, "cnn": {"channels": (3, 4), "widths": (6,)}}
+#: rules whose step is not a per-node update: local search proposes one candidate change, or none
+NOT_PER_NODE = {"local-search": "one accepted candidate (or none) per step, over a random subset"}
 
 
 def build(rule_name, data, batch=16, steps_per_call=1, model_name="mlp"):
     model = REGISTRY.get("model", model_name).factory(data.input_shape, data.n_classes, rngs=nnx.Rngs(0),
-                                                       **MODELS[model_name])
+                                                       **CONTRACT_MODELS[model_name])
     net, params = Network.from_model(model, data.input_shape)
     rule = REGISTRY.get("rule", rule_name).factory()
     engine = Engine(net, rule, OPTIMIZERS["adam"](1e-2), batch, len(data.x_train), steps_per_call)
     return engine, engine.init(jax.random.key(0), params)
 
 
-@pytest.mark.parametrize("model_name", sorted(MODELS))
+@pytest.mark.parametrize("model_name", sorted(CONTRACT_MODELS))
 @pytest.mark.parametrize("rule_name", RULES)
 def test_rule_contract(rule_name, model_name, tiny_data):
+    """Shapes and finite values, and every weight node really learns: a library elsewhere shipped a
+    bug that zeroed every hidden layer's update under all its rules."""
     engine, state = build(rule_name, tiny_data, model_name=model_name)
     net, rule = engine.net, engine.rule
     x = jax.numpy.asarray(tiny_data.x_train[:16], jax.numpy.float32) / 255
@@ -44,6 +49,11 @@ def test_rule_contract(rule_name, model_name, tiny_data):
     for u, p in zip(jax.tree.leaves(updates), jax.tree.leaves(state.params)):
         assert u.shape == p.shape and u.dtype == p.dtype
         assert np.all(np.isfinite(u))
+    if rule_name in NOT_PER_NODE:
+        return
+    for l, (theta, update) in enumerate(zip(state.params, updates)):
+        if jax.tree.leaves(theta):  # a node with weights (a sum node has none)
+            assert any(np.any(u != 0) for u in jax.tree.leaves(update)), f"node {l}'s update is zero"
 
 
 @pytest.mark.parametrize("rule_name", RULES)
@@ -59,3 +69,4 @@ def test_no_recompilation_after_first_step(rule_name, steps_per_call, model_name
     if steps_per_call > 1:  # 6 steps in calls of 4: the short last call is one more program, compiled once
         assert engine.tail_call is not None and engine.tail_call._cache_size() == 1
     assert np.isfinite(metrics["train_loss"])
+

@@ -7,10 +7,12 @@ import types
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 
 import ngf
+import ngf.core.engine
 from conftest import ROOT
 from ngf.core import hookspecs
 from ngf.models import Dense, Sequential
@@ -52,6 +54,23 @@ def test_worked_rule_example_registers_and_computes():
     assert not np.allclose(first[0], second[0])  # magnitudes redrawn at every step
     updates, _ = rule.local_update(net, params, trace, second, state)
     assert jax.tree.structure(updates) == jax.tree.structure(params)
+
+
+def test_worked_apply_changes_example_gives_b_the_applied_change(tiny_data):
+    """The Kolen–Pollack example, run by the engine under Adam: B − W shrinks by (1 − λ) per step."""
+    module = types.ModuleType("docs_my_kp")
+    exec(compile(python_block("def my_kp"), "docs/plugins.md", "exec"), module.__dict__)
+    registry = ngf.load_registry(extra_plugins=[module], autoload=False)
+    rule = registry.get("rule", "my-kp").build(ngf.LearningRule, decay=0.1)
+    model = Sequential([Dense(36, 5, jnp.tanh, rngs=nnx.Rngs(0)), Dense(5, 3, rngs=nnx.Rngs(1))])
+    net, params = ngf.Network.from_model(model, (6, 6, 1))
+    engine = ngf.core.engine.Engine(net, rule, optax.adam(1e-2), 16, len(tiny_data.x_train), 1)
+    state = engine.init(jax.random.key(0), params)
+    gap = np.array(state.rule_state[1]["linear"]["kernel"] - state.params[1]["linear"]["kernel"])
+    state, _ = engine.train_epoch(state, jnp.asarray(tiny_data.x_train), jnp.asarray(tiny_data.y_train),
+                                  jax.random.key(1))
+    np.testing.assert_allclose(state.rule_state[1]["linear"]["kernel"] - state.params[1]["linear"]["kernel"],
+                               0.9 ** engine.n_steps * gap, rtol=1e-4, atol=1e-7)
 
 
 def test_worked_graph_example_trains_like_jax_grad():
