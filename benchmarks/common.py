@@ -16,7 +16,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-BUILTIN_RULES = ("bp", "fa", "dfa", "lra", "dtp", "local-search")
+BUILTIN_RULES = ("bp", "fa", "dfa", "lra", "dtp", "local-search", "kp", "drtp", "pepita", "pc", "ddtp")
 FULL_EPOCH = 60000  # MNIST's training set: seconds on a subset are also given per full epoch
 
 
