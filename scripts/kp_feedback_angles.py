@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from ngf.core.alignment import feedback_angles
-from ngf.core.api import OPTIMIZERS, RunConfig, _network, _resolve_data, _resolve_model, _resolve_rule
+from ngf.core.api import OPTIMIZERS, RunConfig, _network, _resolve_data, _resolve_model, _resolve_rule, make_optimizer
 from ngf.core.engine import Engine, choose_steps_per_call
 from ngf.core.init import initialise
 from ngf.core.registry import load_registry
@@ -38,11 +38,14 @@ def main() -> None:
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS))
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--schedule", default="cosine", choices=("constant", "cosine"), help="as ngf run's")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     opts = dict(o.split("=", 1) for o in args.rule_opt)
-    config = RunConfig(rule=args.rule, model=args.model, dataset=args.dataset, seed=args.seed, rule_opts=opts)
+    config = RunConfig(rule=args.rule, model=args.model, dataset=args.dataset, seed=args.seed, rule_opts=opts,
+                       optimizer=args.optimizer, lr=args.lr, epochs=args.epochs,
+                       schedule=args.schedule)
     registry = load_registry()
     rule, _ = _resolve_rule(config, registry)
     data, _ = _resolve_data(config, registry)
@@ -50,7 +53,7 @@ def main() -> None:
     net, params = _network(model, data, {"model": args.model, "dataset": args.dataset})
     params = initialise(params, config.init, args.seed)
     n_steps = len(data.x_train) // config.batch_size
-    engine = Engine(net, rule, OPTIMIZERS[args.optimizer](args.lr), config.batch_size, len(data.x_train),
+    engine = Engine(net, rule, make_optimizer(config, n_steps), config.batch_size, len(data.x_train),
                     choose_steps_per_call(model, n_steps))
     x_train, y_train, x_test, y_test = map(jnp.asarray, data[:4])
     rule_key, data_key = jax.random.split(jax.random.key(args.seed))
