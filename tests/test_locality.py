@@ -27,8 +27,17 @@ NOT_LOCAL = {
     "usf": "sign(θ) of the forward weights", "brsf": "sign(θ) of the forward weights",
     "frsf": "sign(θ) of the forward weights",
     "local-search": "evaluates the whole network's loss; no per-node signal",
+    "pc": "feedback=symmetric, the paper's form, relaxes through the consumers' forward weights",
 }
-LOCAL_RULES = sorted(set(REGISTRY.rules) - set(NOT_LOCAL))
+#: local rules whose signals run node maps forward again, so that with the trace fixed node k's weights
+#: still reach other nodes' updates, in the forward direction only
+AD_TRACERS = {"JVPTracer", "LinearizeTracer"}  # the tracers of jax.jvp / jax.vjp / jax.linearize
+SECOND_PASS = {"pepita": "its second forward pass reaches the nodes above k"}
+RELAXES = {"pc": "node c's prediction error, made with its own θ_c, reaches its parents through B_c"}
+LOCAL_CASES = [(r, {}) for r in sorted(set(REGISTRY.rules) - set(NOT_LOCAL))] + [("pc", {"feedback": "random"})]
+LOCAL_IDS = [r + "".join(f"-{k}={v}" for k, v in o.items()) for r, o in LOCAL_CASES]
+#: the fixed-trace test cannot tell a relaxation's forward predictions from weight transport; the watch below can
+FIXED_TRACE_CASES = [(r, o) for r, o in LOCAL_CASES if r not in RELAXES]
 SHAPE = (8, 8, 1)
 MODELS = {  # every built-in model, small
     "mlp": {"widths": (6, 5)},
@@ -82,13 +91,69 @@ def moved_nodes(rule, net, params, k, rule_name="") -> list[int]:
 
 
 @pytest.mark.parametrize("model_name", sorted(MODELS))
-@pytest.mark.parametrize("rule_name", LOCAL_RULES)
-def test_no_node_reads_another_nodes_forward_weights(rule_name, model_name):
+@pytest.mark.parametrize("rule_name, opts", FIXED_TRACE_CASES)
+def test_no_node_reads_another_nodes_forward_weights(rule_name, opts, model_name):
     net, params = build(model_name, **MODELS[model_name])
-    rule = REGISTRY.get("rule", rule_name).factory()
+    rule = REGISTRY.get("rule", rule_name).factory(**opts)
     for k in weight_nodes(params):
-        if not exempt(rule_name, net, k):
-            assert moved_nodes(rule, net, params, k) == [], f"{rule_name}: changing node {k} moved them"
+        if exempt(rule_name, net, k):
+            continue
+        moved = moved_nodes(rule, net, params, k)
+        if rule_name in SECOND_PASS:  # forward only: node k's weights reach the nodes above it, never below
+            assert all(l > k for l in moved), f"{rule_name}: changing node {k} moved nodes {moved}"
+        else:
+            assert moved == [], f"{rule_name}: changing node {k} moved them"
+
+
+def transposed_forward_weights(rule, net, params) -> set:
+    """The weight nodes whose FORWARD parameters the rule differentiates a map through w.r.t. its input
+    (a J^T or J taken with θ_c: weight transport), found by watching every node map the rule evaluates.
+
+    The rule is traced, not run (``jax.eval_shape``), with the parameters, trace and state as
+    concrete constants: a map evaluated with node c's own, untouched θ_c at an input that
+    automatic differentiation is tracing is a derivative w.r.t. that input taken with θ_c.
+    Forward evaluations (a second pass, a relaxation's predictions) and the parameter
+    derivatives of the updates (traced θ) are not.
+    """
+    found, real = set(), Network.pre_activation
+
+    def watched(self, l, theta, z):
+        leaves, own = jax.tree.leaves(theta), jax.tree.leaves(params[l])
+        if own and type(z).__name__ in AD_TRACERS and len(leaves) == len(own) and all(
+                not isinstance(t, jax.core.Tracer) and np.array_equal(t, o) for t, o in zip(leaves, own)):
+            found.add(l)
+        return real(self, l, theta, z)
+
+    x, y = batch()
+    _, trace = net.forward(params, x)
+    state = rule.init(jax.random.key(0), net, params)
+
+    def signals_and_updates():
+        signals, after = rule.compute_targets(net, params, trace, y, state)
+        return rule.local_update(net, params, trace, signals, after)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Network, "pre_activation", watched)
+        jax.eval_shape(signals_and_updates)
+    return found
+
+
+@pytest.mark.parametrize("model_name", sorted(MODELS))
+@pytest.mark.parametrize("rule_name, opts", LOCAL_CASES, ids=LOCAL_IDS)
+def test_no_signal_travels_through_forward_weights(rule_name, opts, model_name):
+    """The complement of the test above, which also covers rules that run maps forward again."""
+    net, params = build(model_name, **MODELS[model_name])
+    rule = REGISTRY.get("rule", rule_name).factory(**opts)
+    read = {k for k in transposed_forward_weights(rule, net, params) if not exempt(rule_name, net, k)}
+    assert read == set(), f"{rule_name} takes J^T through the forward weights of nodes {sorted(read)}"
+
+
+@pytest.mark.parametrize("rule_name, opts", [("bp", {}), ("pc", {})])
+def test_the_watch_sees_weight_transport(rule_name, opts):
+    """bp and pc's symmetric form do carry signals through forward weights: the watch must say so."""
+    net, params = build("resnet", **MODELS["resnet"])
+    rule = REGISTRY.get("rule", rule_name).factory(**opts)
+    assert transposed_forward_weights(rule, net, params) == set(weight_nodes(params)[1:])
 
 
 @pytest.mark.parametrize("model_name", sorted(MODELS))
