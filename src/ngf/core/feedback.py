@@ -59,6 +59,14 @@ def layer_feedback(key: jax.Array, params, scale: float, dist: str) -> tuple:
     return (None,) + tuple(random_like(k, p, scale, dist) for k, p in zip(keys[1:], params[1:]))
 
 
+def receive_change(theta, change, decay: float, gain: float = 1.0):
+    """θ + gain·ΔW − λθ, leaf by leaf: a weight receiving an applied change ΔW, and decaying.
+
+    Kolen–Pollack's W and B (gain 1) and LRA-E's E (gain γ), DESIGN.md §3, §3b.
+    """
+    return jax.tree.map(lambda t, d: t + gain * d - decay * t, theta, change)
+
+
 def walk_down(net: Network, top_delta: jax.Array, send: Callable, signal: Callable) -> tuple:
     """The backward walk over the graph of nodes, in reverse topological order (DESIGN.md §2b).
 

@@ -17,10 +17,8 @@ with node c and learns from node c's own change.
 
 from typing import NamedTuple
 
-import jax
-
 from ngf.core.checks import number
-from ngf.core.feedback import check_distribution, layer_feedback, propagate_errors
+from ngf.core.feedback import check_distribution, layer_feedback, propagate_errors, receive_change
 from ngf.core.hookspecs import hookimpl
 from ngf.core.network import output_error, updates_from_deltas
 from ngf.core.rule import LearningRule
@@ -30,11 +28,6 @@ class KPState(NamedTuple):
     """Feedback weights B_l of θ_l's shape, one per node l ≥ 2 (None for the first), learned."""
 
     feedback: tuple
-
-
-def decayed(theta, change, decay: float):
-    """θ + ΔW − λθ, leaf by leaf (DESIGN.md §3b)."""
-    return jax.tree.map(lambda t, d: t + d - decay * t, theta, change)
 
 
 def kp(decay: float = 3e-4, scale: float = 0.1, dist: str = "normal") -> LearningRule:
@@ -63,9 +56,9 @@ def kp(decay: float = 3e-4, scale: float = 0.1, dist: str = "normal") -> Learnin
     def apply_changes(net, params, changes, state):
         # nodes with feedback weights: W ← W + ΔW − λW and B ← B + ΔW − λB; the first node, which
         # sends nothing down, has no B and no decay: W ← W + ΔW
-        params = tuple(decayed(w, dw, 0.0 if b is None else decay)
+        params = tuple(receive_change(w, dw, 0.0 if b is None else decay)
                        for w, dw, b in zip(params, changes, state.feedback))
-        feedback = tuple(None if b is None else decayed(b, dw, decay) for b, dw in zip(state.feedback, changes))
+        feedback = tuple(None if b is None else receive_change(b, dw, decay) for b, dw in zip(state.feedback, changes))
         return params, KPState(feedback)
 
     return LearningRule(init, compute_targets, local_update, apply_changes=apply_changes)

@@ -2,11 +2,9 @@
 
 from typing import NamedTuple
 
-import jax
-
 from ngf.core.checks import number
 from ngf.core.errors import NgfError
-from ngf.core.feedback import check_distribution, layer_feedback, walk_down
+from ngf.core.feedback import check_distribution, layer_feedback, receive_change, walk_down
 from ngf.core.hookspecs import hookimpl
 from ngf.core.network import output_error, updates_from_deltas
 from ngf.core.rule import LearningRule
@@ -67,10 +65,9 @@ def lra(
 
     def apply_changes(net, params, changes, state):
         # LRA-E: E_l ← E_l + γ·ΔW_l − λE_l with ΔW_l the change applied to W_l ← W_l + ΔW_l − λW_l
-        params = tuple(jax.tree.map(lambda w, d: w + d - e_decay * w, p, c) for p, c in zip(params, changes))
-        feedback = tuple(
-            None if e is None else jax.tree.map(lambda e_, d: e_ + gamma * d - e_decay * e_, e, c)
-            for e, c in zip(state.feedback, changes))
+        params = tuple(receive_change(p, c, e_decay) for p, c in zip(params, changes))
+        feedback = tuple(None if e is None else receive_change(e, c, e_decay, gamma)
+                         for e, c in zip(state.feedback, changes))
         return params, LRAState(feedback)
 
     return LearningRule(init, compute_targets, local_update, apply_changes=apply_changes if learn_e else None)
