@@ -19,7 +19,7 @@ from benchmarks.common import Dataset, Settings
 
 @functools.cache
 def registry():
-    from ngf.core.registry import load_registry
+    from ngf.host.registry import load_registry
     return load_registry()
 
 

@@ -54,7 +54,8 @@ def job_key(record: dict) -> str:
 def train(job: dict) -> dict:
     """Run one job; its test accuracy, or the error that stopped it."""
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # many processes share one GPU
-    from ngf.core.api import RunConfig, run
+    from ngf.runs.api import run
+    from ngf.runs.config import RunConfig
     try:
         summary = run(RunConfig(**job))
         return {**job, "test": summary["test_accuracy"], "train": summary["train_accuracy"],

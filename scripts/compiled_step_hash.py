@@ -10,7 +10,7 @@ import hashlib, sys, jax, jax.numpy as jnp
 from flax import nnx
 from ngf.core.network import Network
 from ngf.core.engine import make_train_step, TrainState
-from ngf.core.registry import load_registry
+from ngf.host.registry import load_registry
 import optax
 reg = load_registry()
 for model_name, opts in (("mlp", {}), ("cnn", {})):

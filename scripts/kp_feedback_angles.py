@@ -18,10 +18,11 @@ import jax
 import jax.numpy as jnp
 
 from ngf.core.alignment import feedback_angles
-from ngf.core.api import OPTIMIZERS, RunConfig, _network, _resolve_data, _resolve_model, _resolve_rule, make_optimizer
+from ngf.runs.config import OPTIMIZERS, RunConfig, make_optimizer
+from ngf.runs.resolve import build_network, resolve_data, resolve_model, resolve_rule
 from ngf.core.engine import Engine, choose_steps_per_call
 from ngf.core.init import initialise
-from ngf.core.registry import load_registry
+from ngf.host.registry import load_registry
 
 
 def rounded(angles: list) -> list:
@@ -47,10 +48,10 @@ def main() -> None:
                        optimizer=args.optimizer, lr=args.lr, epochs=args.epochs,
                        schedule=args.schedule)
     registry = load_registry()
-    rule, _ = _resolve_rule(config, registry)
-    data, _ = _resolve_data(config, registry)
-    model, _ = _resolve_model(config, data, registry)
-    net, params = _network(model, data, {"model": args.model, "dataset": args.dataset})
+    rule, _ = resolve_rule(config, registry)
+    data, _ = resolve_data(config, registry)
+    model, _ = resolve_model(config, data, registry)
+    net, params = build_network(model, data, {"model": args.model, "dataset": args.dataset})
     params = initialise(params, config.init, args.seed)
     n_steps = len(data.x_train) // config.batch_size
     engine = Engine(net, rule, make_optimizer(config, n_steps), config.batch_size, len(data.x_train),

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from ngf.core.data import DataSplits
+from ngf.data.splits import DataSplits
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("NGF_DATA_DIR", str(ROOT.parent / "shared" / "datasets"))

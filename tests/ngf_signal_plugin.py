@@ -8,7 +8,7 @@ user's Ctrl-C (SIGINT) or a scheduler's SIGTERM would; load it with
 import os
 import signal
 
-from ngf.core.hookspecs import hookimpl
+from ngf.host.hookspecs import hookimpl
 
 
 @hookimpl

@@ -6,8 +6,8 @@ the experiment commands end to end in seconds, without the real data.
 
 import numpy as np
 
-from ngf.core.data import DataSplits
-from ngf.core.hookspecs import hookimpl
+from ngf.data.splits import DataSplits
+from ngf.host.hookspecs import hookimpl
 
 
 def tiny(seed: int, n_train: int = 192, n_test: int = 60) -> DataSplits:

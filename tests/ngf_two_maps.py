@@ -5,7 +5,7 @@ import math
 import jax
 from flax import nnx
 
-from ngf.core.hookspecs import hookimpl
+from ngf.host.hookspecs import hookimpl
 from ngf.models import Dense, Sequential
 
 

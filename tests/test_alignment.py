@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ngf.core.alignment import alignment_angles, angle_degrees, loss_gradient
-from ngf.core.api import run
+from ngf.runs.api import run
 from ngf.plugins.bp import bp
 from ngf.plugins.fa import fa
 from ngf.plugins.local_search import local_search

@@ -14,7 +14,7 @@ import pytest
 
 import ngf
 from ngf.cli import main
-from ngf.core import checkpoint
+from ngf.runs import checkpoint
 from ngf.core.errors import NgfError
 
 TESTS = Path(__file__).resolve().parent

@@ -51,7 +51,7 @@ def test_bad_input_is_one_line_and_status_2(argv, message, capsys):
 def test_unknown_rule_lists_every_valid_one(capsys):
     main(["run", "--rule", "nope"])
     out = capsys.readouterr().out
-    from ngf.core.registry import load_registry
+    from ngf.host.registry import load_registry
 
     assert all(name in out for name in load_registry().rules)
 
@@ -59,7 +59,7 @@ def test_unknown_rule_lists_every_valid_one(capsys):
 def test_missing_data_is_a_clean_error(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("NGF_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr("ngf.core.data.SYSTEM_DIR", tmp_path / "system")
+    monkeypatch.setattr("ngf.data.sources.SYSTEM_DIR", tmp_path / "system")
     assert main(["run", "--rule", "bp", "--out", str(tmp_path / "out")]) == 2
     assert "NGF_DATA_DIR" in capsys.readouterr().out
     assert not (tmp_path / "out").exists()  # nothing left that looks like a result

@@ -7,8 +7,8 @@ import tomllib
 import pytest
 
 from ngf.cli import build_parser, main
-from ngf.cliconfig import config_from_args, given_options
-from ngf.core.configfile import dumps, merge, read
+from ngf.cli.options import config_from_args, given_options
+from ngf.runs.configfile import dumps, merge, read
 from ngf.core.errors import NgfError
 
 TINY = ["--plugin", "ngf_tiny_data", "--dataset", "tiny"]

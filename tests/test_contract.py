@@ -8,8 +8,8 @@ from flax import nnx
 
 from ngf.core.engine import Engine
 from ngf.core.network import Network
-from ngf.core.registry import load_registry
-from ngf.core.api import OPTIMIZERS
+from ngf.host.registry import load_registry
+from ngf.runs.config import OPTIMIZERS
 
 REGISTRY = load_registry()
 RULES = sorted(REGISTRY.rules)

@@ -14,10 +14,10 @@ import optax
 import pytest
 from flax import nnx
 
-from ngf.core.data import DataSplits
+from ngf.data.splits import DataSplits
 from ngf.core.engine import Engine, choose_steps_per_call
 from ngf.core.network import Network, output_error
-from ngf.core.registry import load_registry
+from ngf.host.registry import load_registry
 from ngf.models.cnn import cnn
 from ngf.models.conv import Conv, MaxPool
 from ngf.models.layers import Dense, Sequential

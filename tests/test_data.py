@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from conftest import real_data_available
-from ngf.core.data import SPLIT_FILES, IdxDataset, read_idx_folder
+from ngf.data.sources import SPLIT_FILES, IdxDataset, read_idx_folder
 from ngf.core.errors import NgfError
-from ngf.core.idx import parse_idx, read_idx, write_idx
+from ngf.data.idx import parse_idx, read_idx, write_idx
 
 
 def write_folder(folder, n_train=5, n_test=3, fill=0):

@@ -13,7 +13,7 @@ from flax import nnx
 
 from ngf.core.errors import NgfError
 from ngf.core.network import Network, sum_of_parents
-from ngf.core.registry import load_registry
+from ngf.host.registry import load_registry
 from ngf.plugins.ddtp import (ddtp, direct_targets, draw_noise, feedback_gradients, forward_from,
                               reconstruction_loss)
 from ngf_tiny_mlp import assert_updates, batch, bias, kernel, numpy_forward, output_error, run_rule, tiny_network

@@ -114,7 +114,7 @@ def test_shallow_networks(widths):
 @pytest.mark.parametrize("model", ["mlp", "pooled-conv", "resnet"])
 def test_reconstruction_gradient_by_hand_equals_autodiff(model):
     """The hand-written ∇(ω, c) of the inverse's loss equals jax.grad of reconstruction_loss."""
-    from ngf.core.registry import load_registry
+    from ngf.host.registry import load_registry
     from ngf.plugins.dtp import reconstruction_gradient, reconstruction_loss
     if model == "pooled-conv":
         net, params = pooled_conv_network()

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from ngf.core.api import OPTIMIZERS
+from ngf.runs.config import OPTIMIZERS
 from ngf.core.engine import Engine, choose_steps_per_call
 from ngf.core.network import Network
 from ngf.models import mlp

@@ -15,8 +15,8 @@ from flax import nnx
 import ngf
 from conftest import make_tiny
 from ngf.cli import main
-from ngf.core.configfile import dumps
-from ngf.core.idx import write_idx
+from ngf.runs.configfile import dumps
+from ngf.data.idx import write_idx
 from ngf.models import Dense, Graph, Sequential
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"

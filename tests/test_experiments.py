@@ -6,9 +6,9 @@ import pytest
 
 from conftest import real_data_available
 from ngf.cli import main
-from ngf.core.configfile import read
+from ngf.runs.configfile import read
 from ngf.core.errors import NgfError
-from ngf.core.registry import load_registry
+from ngf.host.registry import load_registry
 from ngf.experiments.plan import parse_grid, rule_opts_for
 
 TINY = ["--plugin", "ngf_tiny_data", "--batch-size", "32", "--model-opt", "widths=8", "--quiet"]

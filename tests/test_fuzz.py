@@ -15,12 +15,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ngf.core.api import RunConfig
-from ngf.core.configfile import dumps, normalise, read
+from ngf.runs.config import RunConfig
+from ngf.runs.configfile import dumps, normalise, read
 from ngf.core.errors import NgfError
-from ngf.core.idx import parse_idx, read_idx, write_idx
-from ngf.core.options import bind_options, coerce, parse_assignments
-from ngf.core.registry import load_registry
+from ngf.data.idx import parse_idx, read_idx, write_idx
+from ngf.host.options import bind_options, coerce, parse_assignments
+from ngf.host.registry import load_registry
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 REGISTRY = load_registry()

@@ -8,11 +8,12 @@ from flax import nnx
 
 from conftest import real_data_available
 from ngf.core.alignment import feedback_angles
-from ngf.core.api import OPTIMIZERS, RunConfig, _network, _resolve_data, _resolve_model
+from ngf.runs.config import OPTIMIZERS, RunConfig
+from ngf.runs.resolve import build_network as _network, resolve_data as _resolve_data, resolve_model as _resolve_model
 from ngf.core.engine import Engine
 from ngf.core.errors import NgfError
 from ngf.core.network import Network
-from ngf.core.registry import load_registry
+from ngf.host.registry import load_registry
 from ngf.models import mlp
 from ngf.plugins.kp import kp
 from ngf_tiny_mlp import assert_updates, batch, kernel, numpy_forward, output_error, run_rule, tiny_network

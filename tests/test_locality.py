@@ -15,7 +15,7 @@ from flax import nnx
 from ngf.core.errors import NgfError
 from ngf.core.alignment import alignment_angles
 from ngf.core.network import Network, atomic_layers, cross_entropy
-from ngf.core.registry import load_registry
+from ngf.host.registry import load_registry
 from ngf.models.conv import Conv, as_images
 from ngf.models.graph import Add, Graph, GraphBuilder
 from ngf.models.layers import Dense, Sequential

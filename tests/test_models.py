@@ -13,8 +13,8 @@ from flax import nnx
 
 from ngf.core.errors import NgfError
 from ngf.core.network import Network
-from ngf.core.options import bind_options
-from ngf.core.registry import load_registry
+from ngf.host.options import bind_options
+from ngf.host.registry import load_registry
 from ngf.models.cnn import LENET5, cnn
 from ngf.models.conv import convolve, max_pool
 from ngf.models.graph import GraphBuilder

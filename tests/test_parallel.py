@@ -9,11 +9,11 @@ SCRIPT = textwrap.dedent("""
     import jax, numpy as np
     from flax import nnx
     from conftest import make_tiny
-    from ngf.core.api import OPTIMIZERS
+    from ngf.runs.config import OPTIMIZERS
     from ngf.core.engine import Engine
     from ngf.core.network import Network
     from ngf.core.parallel import DataParallel
-    from ngf.core.registry import load_registry
+    from ngf.host.registry import load_registry
 
     assert jax.device_count() == 4, jax.devices()
     data = make_tiny(n_train=32)

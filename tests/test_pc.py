@@ -10,7 +10,7 @@ from flax import nnx
 from ngf.core.alignment import angle_degrees
 from ngf.core.errors import NgfError
 from ngf.core.network import Network
-from ngf.core.registry import load_registry
+from ngf.host.registry import load_registry
 from ngf.models.graph import Add, GraphBuilder
 from ngf.models.layers import Dense, Sequential
 from ngf.plugins.bp import bp
@@ -286,7 +286,7 @@ def test_bad_options_are_refused(options, message):
 
 
 def test_options_are_listed_and_parsed_from_the_command_line():
-    from ngf.core.options import bind_options, factory_options
+    from ngf.host.options import bind_options, factory_options
     options = {o.name: o for o in factory_options(pc)}
     assert list(options) == ["steps", "rate", "beta", "feedback", "scale", "dist"]
     assert all(o.help for o in options.values())

@@ -13,7 +13,7 @@ from flax import nnx
 from ngf.core.engine import TrainState, make_train_step
 from ngf.core.errors import NgfError
 from ngf.core.network import Network
-from ngf.core.registry import load_registry
+from ngf.host.registry import load_registry
 from ngf.plugins.pepita import pepita
 from ngf_tiny_mlp import assert_updates, batch, kernel, numpy_forward, output_error, run_rule, tiny_network
 
@@ -110,7 +110,7 @@ def test_bad_options_are_refused(options):
 
 def test_bad_options_from_the_command_line_are_refused():
     entry = REGISTRY.get("rule", "pepita")
-    from ngf.core.options import bind_options
+    from ngf.host.options import bind_options
     with pytest.raises(NgfError, match="f_scale"):
         entry.factory(**bind_options("rule", "pepita", entry.factory, {"f_scale": "-1"}, skip=()))
     with pytest.raises(NgfError, match="valid options: f_scale, dist"):

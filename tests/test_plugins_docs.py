@@ -14,7 +14,7 @@ from flax import nnx
 import ngf
 import ngf.core.engine
 from conftest import ROOT
-from ngf.core import hookspecs
+from ngf.host import hookspecs
 from ngf.models import Dense, Sequential
 
 DOC = (ROOT / "docs" / "plugins.md").read_text()

@@ -8,7 +8,7 @@ import pytest
 import ngf
 from ngf import hookimpl
 from conftest import make_tiny
-from ngf.core.registry import load_registry
+from ngf.host.registry import load_registry
 
 
 class Recorder:

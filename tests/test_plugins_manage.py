@@ -8,8 +8,8 @@ import pytest
 import ngf
 from ngf import hookimpl
 from ngf.cli import build_parser, main
-from ngf.core import registry as registry_module
-from ngf.core.registry import load_registry
+from ngf.host import registry as registry_module
+from ngf.host.registry import load_registry
 from ngf.plugins.bp import bp
 
 

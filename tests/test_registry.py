@@ -7,9 +7,9 @@ import types
 import pytest
 
 from ngf import hookimpl
-from ngf.core import registry as registry_module
+from ngf.host import registry as registry_module
 from ngf.core.errors import NgfError
-from ngf.core.registry import load_registry
+from ngf.host.registry import load_registry
 from ngf.plugins.bp import bp
 
 

@@ -25,8 +25,8 @@ from jax.experimental.compilation_cache import compilation_cache
 
 import ngf
 from ngf.cli import main
-from ngf.core import checkpoint
-from ngf.core.registry import load_registry
+from ngf.runs import checkpoint
+from ngf.host.registry import load_registry
 from ngf_tiny_data import tiny
 
 TESTS = Path(__file__).resolve().parent

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from ngf.cli import main
-from ngf.core.registry import load_registry
+from ngf.host.registry import load_registry
 
 ZOO = ("kp", "drtp", "pepita", "pc", "ddtp")
 TINY = ["--plugin", "ngf_tiny_data", "--batch-size", "32", "--model-opt", "widths=8", "--quiet"]

@@ -16,12 +16,13 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from ngf.core import checkpoint
-from ngf.core.api import RunConfig, _resolve_data, _resolve_model, _resolve_rule, make_optimizer
-from ngf.core.configfile import CONFIG_FILE, read
 from ngf.core.engine import Engine, prepare_inputs
 from ngf.core.init import initialise
 from ngf.core.network import Network
+from ngf.runs import checkpoint
+from ngf.runs.config import RunConfig, make_optimizer
+from ngf.runs.configfile import CONFIG_FILE, read
+from ngf.runs.resolve import resolve_data, resolve_model, resolve_rule
 
 
 def update_norms(net: Network, rule, params, rule_state, x, y) -> list[float | None]:
@@ -45,9 +46,9 @@ def frobenius(tree) -> jax.Array:
 def run_norms(folder: Path, registry, batch: int = 512) -> dict:
     """``{"init": [...], "final": [...]}``: per-layer update norms of the run in ``folder``."""
     config = RunConfig(**read(Path(folder) / CONFIG_FILE))
-    rule, _ = _resolve_rule(config, registry)
-    data, _ = _resolve_data(config, registry)
-    model, _ = _resolve_model(config, data, registry)
+    rule, _ = resolve_rule(config, registry)
+    data, _ = resolve_data(config, registry)
+    model, _ = resolve_model(config, data, registry)
     net, params = Network.from_model(model, data.input_shape)
     params = initialise(params, config.init, config.seed)
     n_train = len(data.x_train)

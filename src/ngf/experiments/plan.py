@@ -20,9 +20,9 @@ import itertools
 from pathlib import Path
 from typing import NamedTuple
 
-from ngf.core.api import RunConfig
 from ngf.core.errors import NgfError
-from ngf.core.options import MODEL_POSITIONAL, coerce, factory_options
+from ngf.host.options import MODEL_POSITIONAL, coerce, factory_options
+from ngf.runs.config import RunConfig
 
 NOT_GRIDDED = ("rule", "dataset", "seed", "out", "overwrite", "resume", "rule_opts", "model_opts")
 

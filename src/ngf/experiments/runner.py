@@ -13,11 +13,12 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from ngf.core import checkpoint
-from ngf.core.api import Callbacks, run
-from ngf.core.configfile import CONFIG_FILE, read, resolved
 from ngf.core.errors import Diverged, NgfError
 from ngf.experiments.plan import Planned
+from ngf.runs import checkpoint
+from ngf.runs.api import run
+from ngf.runs.callbacks import Callbacks
+from ngf.runs.configfile import CONFIG_FILE, read, resolved
 
 
 def _comparable(record: dict) -> dict:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ngf.core.configfile import CONFIG_FILE, read
 from ngf.core.errors import NgfError
 from ngf.experiments.results import Result
+from ngf.runs.configfile import CONFIG_FILE, read
 
 RUN_FILES = ("summary.json", "metrics.jsonl")
 NOT_LABELS = ("seed", "dataset", "out", "overwrite", "resume", "data_dir", "steps_per_call", "log_csv")

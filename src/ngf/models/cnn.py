@@ -18,7 +18,6 @@ from ngf.core.network import identity
 from ngf.models.conv import Conv, check_conv_method, pooling
 from ngf.models.layers import Dense, Sequential, activation_by_name
 
-
 #: LeNet-5's layout (5×5 kernels, 6 and 16 channels, dense 120 → 84) with relu: the network
 #: ``python -m benchmarks`` times against its PyTorch twin (``cnn(..., **LENET5)``).
 LENET5 = {"kernel": 5, "channels": (6, 16), "widths": (120, 84), "activation": "relu", "padding": ("same", "valid")}

@@ -9,8 +9,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ngf.core.errors import unknown_name
-from ngf.models.conv import pooled
 from ngf.core.network import identity
+from ngf.models.conv import pooled
 
 ACTIVATIONS = {
     "tanh": jnp.tanh,

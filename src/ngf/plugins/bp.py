@@ -6,9 +6,9 @@ any model its updates equal ``jax.grad`` of the whole network's loss.
 """
 
 from ngf.core.feedback import propagate_errors
-from ngf.core.hookspecs import hookimpl
 from ngf.core.network import output_error, updates_from_deltas
 from ngf.core.rule import LearningRule, stateless_init
+from ngf.host.hookspecs import hookimpl
 
 
 def bp() -> LearningRule:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from ngf.core.hookspecs import hookimpl
+from ngf.host.hookspecs import hookimpl
 
 
 def _path(config) -> Path | None:

@@ -1,7 +1,7 @@
 """Built-in datasets, registered like any plugin's."""
 
-from ngf.core.data import IdxDataset
-from ngf.core.hookspecs import hookimpl
+from ngf.data.sources import IdxDataset
+from ngf.host.hookspecs import hookimpl
 
 
 @hookimpl

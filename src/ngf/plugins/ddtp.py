@@ -65,9 +65,9 @@ import optax
 
 from ngf.core.checks import number
 from ngf.core.feedback import check_distribution, random_like
-from ngf.core.hookspecs import hookimpl
 from ngf.core.network import output_error, updates_from_deltas
 from ngf.core.rule import LearningRule
+from ngf.host.hookspecs import hookimpl
 
 
 class DDTPState(NamedTuple):

@@ -13,9 +13,9 @@ import jax
 
 from ngf.core.checks import number
 from ngf.core.feedback import check_distribution
-from ngf.core.hookspecs import hookimpl
 from ngf.core.network import output_error, updates_from_deltas
 from ngf.core.rule import LearningRule
+from ngf.host.hookspecs import hookimpl
 from ngf.plugins.dfa import DFAState, direct_feedback, direct_signals
 
 

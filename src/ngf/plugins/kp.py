@@ -19,9 +19,9 @@ from typing import NamedTuple
 
 from ngf.core.checks import number
 from ngf.core.feedback import check_distribution, layer_feedback, propagate_errors, receive_change
-from ngf.core.hookspecs import hookimpl
 from ngf.core.network import output_error, updates_from_deltas
 from ngf.core.rule import LearningRule
+from ngf.host.hookspecs import hookimpl
 
 
 class KPState(NamedTuple):

@@ -21,9 +21,9 @@ from jax.flatten_util import ravel_pytree
 
 from ngf.core.checks import number
 from ngf.core.errors import NgfError
-from ngf.core.hookspecs import hookimpl
 from ngf.core.network import cross_entropy
 from ngf.core.rule import LearningRule
+from ngf.host.hookspecs import hookimpl
 
 MODES = ("coordinates", "layer")
 SCHEDULES = ("fixed", "adaptive")
@@ -66,6 +66,27 @@ def draw_subsets(key, blocks, choice: jax.Array, candidates: int) -> tuple[jax.A
     return index, jnp.broadcast_to(mask, (candidates, width))
 
 
+def _sigma_options(sigma, adapt_rate, success_target, sigma_min, sigma_max):
+    """σ, checked, and the adaptive schedule's ``(rate, target, σ_min, σ_max)``, checked."""
+    sigma, sigma_min = (number("local-search", n, v, minimum=0, exclusive=True)
+                        for n, v in (("sigma", sigma), ("sigma_min", sigma_min)))
+    sigma_max = number("local-search", "sigma_max", sigma_max, minimum=sigma_min)
+    adapt_rate = number("local-search", "adapt_rate", adapt_rate, minimum=0)
+    success_target = number("local-search", "success_target", success_target, minimum=0, maximum=1)
+    return sigma, (adapt_rate, success_target, sigma_min, sigma_max)
+
+
+def _adapted(sigma, losses, current, rate, target, sigma_min, sigma_max):
+    """σ ← σ·exp(rate·(success − target)), within [σ_min, σ_max].
+
+    success: the fraction of candidates that beat the current loss (Rechenberg's 1/5
+    rule counts single candidates; the best of K nearly always succeeds, whatever σ).
+    """
+    success = jnp.mean((losses < current).astype(jnp.float32))
+    grow = jnp.exp(rate * (success - target))
+    return jnp.clip(sigma * grow, sigma_min, sigma_max)
+
+
 def local_search(
     candidates: int = 64,
     fraction: float = 0.02,
@@ -100,11 +121,7 @@ def local_search(
     _check("schedule", schedule, SCHEDULES)
     candidates = number("local-search", "candidates", candidates, minimum=1, integer=True)
     fraction = number("local-search", "fraction", fraction, minimum=0, exclusive=True, maximum=1)
-    sigma, sigma_min = (number("local-search", n, v, minimum=0, exclusive=True)
-                        for n, v in (("sigma", sigma), ("sigma_min", sigma_min)))
-    sigma_max = number("local-search", "sigma_max", sigma_max, minimum=sigma_min)
-    adapt_rate = number("local-search", "adapt_rate", adapt_rate, minimum=0)
-    success_target = number("local-search", "success_target", success_target, minimum=0, maximum=1)
+    sigma, adapt = _sigma_options(sigma, adapt_rate, success_target, sigma_min, sigma_max)
 
     def init(key, net, params):
         # distinct buffers: the engine donates the state, and one buffer cannot be donated twice
@@ -129,13 +146,7 @@ def local_search(
         best = jnp.argmin(losses)
         accept = losses[best] < current  # never take a step that does not lower the batch loss
         change = jnp.zeros_like(flat).at[index[best]].add(jnp.where(accept, steps[best], 0.0))
-        new_sigma = state.sigma
-        if schedule == "adaptive":  # σ ← σ·exp(rate·(success − target)), within [σ_min, σ_max]
-            # success: the fraction of candidates that beat the current loss (Rechenberg's 1/5
-            # rule counts single candidates; the best of K nearly always succeeds, whatever σ)
-            success = jnp.mean((losses < current).astype(jnp.float32))
-            grow = jnp.exp(adapt_rate * (success - success_target))
-            new_sigma = jnp.clip(state.sigma * grow, sigma_min, sigma_max)
+        new_sigma = _adapted(state.sigma, losses, current, *adapt) if schedule == "adaptive" else state.sigma
         return unravel(change), SearchState(key, new_sigma, state.step + 1, state.accepted + accept)
 
     def local_update(net, params, trace, change, state):

@@ -5,9 +5,9 @@ from typing import NamedTuple
 from ngf.core.checks import number
 from ngf.core.errors import NgfError
 from ngf.core.feedback import check_distribution, layer_feedback, receive_change, walk_down
-from ngf.core.hookspecs import hookimpl
 from ngf.core.network import output_error, updates_from_deltas
 from ngf.core.rule import LearningRule
+from ngf.host.hookspecs import hookimpl
 
 
 class LRAState(NamedTuple):

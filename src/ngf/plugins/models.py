@@ -1,6 +1,6 @@
 """Built-in models, registered like any plugin's."""
 
-from ngf.core.hookspecs import hookimpl
+from ngf.host.hookspecs import hookimpl
 from ngf.models.cnn import cnn
 from ngf.models.mlp import mlp
 

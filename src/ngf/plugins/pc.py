@@ -64,9 +64,9 @@ import jax.numpy as jnp
 from ngf.core.checks import number
 from ngf.core.errors import NgfError
 from ngf.core.feedback import check_distribution, layer_feedback
-from ngf.core.hookspecs import hookimpl
 from ngf.core.network import INPUT, cross_entropy, output_error, sum_of_parents
 from ngf.core.rule import LearningRule
+from ngf.host.hookspecs import hookimpl
 
 FEEDBACK = ("symmetric", "random")
 #: Relaxations of up to this many steps are compiled unrolled (the loop is still traced once): on XLA's

@@ -68,9 +68,9 @@ import jax
 
 from ngf.core.checks import number
 from ngf.core.feedback import check_distribution
-from ngf.core.hookspecs import hookimpl
 from ngf.core.network import output_error
 from ngf.core.rule import LearningRule
+from ngf.host.hookspecs import hookimpl
 
 
 class PepitaState(NamedTuple):

@@ -4,7 +4,7 @@ An installed package would expose this module in its entry-point group ``ngf``;
 the built-in one is listed in ``BUILTIN_PLUGINS`` instead.
 """
 
-from ngf.core.hookspecs import hookimpl
+from ngf.host.hookspecs import hookimpl
 from ngf.models.resnet import resnet
 
 

@@ -13,10 +13,10 @@ import copy
 import dataclasses
 from pathlib import Path
 
-from ngf.core.api import RunConfig
-from ngf.core.configfile import CONFIG_FILE, merge, normalise, read
 from ngf.core.errors import NgfError
-from ngf.core.options import parse_assignments
+from ngf.host.options import parse_assignments
+from ngf.runs.config import RunConfig
+from ngf.runs.configfile import CONFIG_FILE, layered
 
 ASSIGNMENTS = {"rule_opt": ("rule_opts", "--rule-opt"), "model_opt": ("model_opts", "--model-opt")}
 
@@ -44,7 +44,7 @@ def given_options(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
 
 
 def explicit_record(args: argparse.Namespace, given) -> dict:
-    """The ``RunConfig`` fields set by the options in ``given``."""
+    """The ``RunConfig`` fields set by the options in ``given``, as typed (not yet checked)."""
     fields, record = {f.name for f in dataclasses.fields(RunConfig)}, {}
     for dest in given:
         if dest not in fields and dest not in ASSIGNMENTS or dest == "resume":
@@ -54,7 +54,7 @@ def explicit_record(args: argparse.Namespace, given) -> dict:
             record[field] = parse_assignments(getattr(args, dest), flag)
         else:
             record[dest] = getattr(args, dest)
-    return normalise(record, "command line")
+    return record
 
 
 def _given(args: argparse.Namespace) -> set[str]:
@@ -64,8 +64,7 @@ def _given(args: argparse.Namespace) -> set[str]:
 
 def base_record(args: argparse.Namespace) -> dict:
     """``RunConfig`` fields from ``--config FILE`` with the explicit options on top."""
-    base = read(args.config) if getattr(args, "config", None) else {}
-    return merge(base, explicit_record(args, _given(args)))
+    return layered(getattr(args, "config", None), explicit_record(args, _given(args)))
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -80,5 +79,5 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         raise NgfError("--resume DIR continues the run in DIR; do not pass --out with it")
     if not (Path(resume) / CONFIG_FILE).is_file():
         raise NgfError(f"cannot resume: {resume} holds no run ({CONFIG_FILE} does not exist)")
-    base = {**read(Path(resume) / CONFIG_FILE), "out": str(resume), "resume": True}
-    return RunConfig(**merge(base, explicit_record(args, given)))
+    resumed = {"out": str(resume), "resume": True}
+    return RunConfig(**layered(Path(resume) / CONFIG_FILE, explicit_record(args, given), resumed))

@@ -18,11 +18,11 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from ngf.core import atomic
 from ngf.core.errors import NgfError
-from ngf.core.options import MODEL_POSITIONAL, bind_options, factory_options
-
-CONFIG_FILE = "config.toml"
+from ngf.host.options import MODEL_POSITIONAL, bind_options, factory_options
+from ngf.runs import atomic
+from ngf.runs.config import RunConfig
+from ngf.runs.files import CONFIG_FILE
 NOT_WRITTEN = ("out", "overwrite", "resume")
 OPTION_TABLES = ("rule_opts", "model_opts")
 
@@ -71,8 +71,6 @@ def dumps(record: dict, header: str = "") -> str:
 
 
 def _field_names() -> tuple[str, ...]:
-    from ngf.core.api import RunConfig
-
     return tuple(f.name for f in dataclasses.fields(RunConfig))
 
 
@@ -156,3 +154,10 @@ def merge(base: dict, override: dict) -> dict:
         if owner in override and override[owner] != base.get(owner) and key not in override:
             merged.pop(key, None)
     return merged
+
+
+def layered(path: str | Path | None, given: dict, extra: dict | None = None) -> dict:
+    """The options of the config file at ``path`` (none when ``None``), ``extra`` on top of
+    them, and ``given`` (options typed on the command line, checked here) on top of all."""
+    base = {**(read(path) if path else {}), **(extra or {})}
+    return merge(base, normalise(given, "command line"))

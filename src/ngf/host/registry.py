@@ -11,8 +11,8 @@ from typing import Callable
 
 import pluggy
 
-from ngf.core import hookspecs
 from ngf.core.errors import NgfError, unknown_name
+from ngf.host import hookspecs
 
 ENTRY_POINT_GROUP = "ngf"
 DISABLE_AUTOLOAD_ENV = "NGF_DISABLE_PLUGIN_AUTOLOAD"
@@ -191,8 +191,8 @@ def load_registry(extra_plugins=(), blocked=(), autoload: bool | None = None) ->
     distribution); ``autoload`` (default: on unless $NGF_DISABLE_PLUGIN_AUTOLOAD is
     set) controls installed packages.
     """
-    from ngf import __version__
     from ngf.plugins import BUILTIN_PLUGINS
+    from ngf.version import __version__
 
     manager, blocked = _new_manager(), blocked_names(blocked)
     registry = Registry(manager=manager)

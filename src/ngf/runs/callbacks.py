@@ -1,4 +1,6 @@
-"""Lifecycle hooks: plugins that watch runs hear when a run starts, an epoch ends, a run ends.
+"""Watching a run: the caller's ``Callbacks``, and the plugins' lifecycle hooks beside them.
+
+Plugins that watch runs hear when a run starts, an epoch ends and a run ends.
 
 ngf calls each plugin's implementation itself rather than through pluggy's caller, so
 that one plugin raising cannot stop the others or the run: it is reported once, by
@@ -7,9 +9,32 @@ name, on one line, and not called again in that run.
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
-from ngf.core.registry import one_line
+from ngf.host.registry import one_line
+
+
+class Callbacks:
+    """Hooks a caller may override to watch a run; all do nothing by default."""
+
+    def on_start(self, info: dict) -> None:
+        """Called once the data, model and rule are ready."""
+
+    def on_progress(self, done: int, total: int) -> None:
+        """Called as the steps of an epoch complete (only if ``wants_progress``)."""
+
+    def on_epoch(self, record: dict) -> None:
+        """Called with each epoch's metrics."""
+
+    def on_end(self, summary: dict) -> None:
+        """Called with the summary once the run has finished."""
+
+    def on_problem(self, message: str) -> None:
+        """Called with a one-line message when a plugin fails during the run."""
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+
+    wants_progress = False
 
 
 class LifecycleHooks:

@@ -23,10 +23,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
-from ngf.core import atomic
 from ngf.core.errors import NgfError
+from ngf.runs import atomic
+from ngf.runs.files import CHECKPOINT_FILE, CONFIG_FILE, write_metrics
 
-CHECKPOINT = "checkpoint.msgpack"
+CHECKPOINT = CHECKPOINT_FILE
 FORMAT = 1
 
 
@@ -133,7 +134,7 @@ def start(out: Path | None, state, resume: bool) -> tuple[object, list]:
         (Path(out) / CHECKPOINT).unlink(missing_ok=True)
         return state, []
     history = []
-    if (Path(out) / CHECKPOINT).is_file() or not (Path(out) / "config.toml").is_file():
+    if (Path(out) / CHECKPOINT).is_file() or not (Path(out) / CONFIG_FILE).is_file():
         state, history = load(out, state)
-    atomic.write_jsonl(Path(out) / "metrics.jsonl", history)
+    write_metrics(out, history)
     return state, history

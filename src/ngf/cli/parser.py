@@ -1,22 +1,20 @@
-"""The ``ngf`` command: parse, call the library, render with rich."""
+"""The ``ngf`` command's arguments: ``run``, the listings, and the experiment commands.
+
+``compare`` and ``sweep`` take every option of ``ngf run`` (copied from its parser,
+so an option added there is available here too) except the ones they set per run:
+``--rules``, ``--datasets`` and ``--seeds`` take comma-separated lists, and ``sweep``
+adds ``--grid KEY=V1,V2,...`` (see ``ngf.experiments.plan`` for the keys).
+"""
 
 from __future__ import annotations
 
 import argparse
-import shlex
-import signal
-import sys
-from pathlib import Path
+import copy
 
-from ngf.cliconfig import given_options
-from ngf.core.configfile import CONFIG_FILE
-from ngf.core.errors import NgfError, Terminated
-from ngf.experiments.commands import COMMANDS as EXPERIMENT_COMMANDS
-from ngf.experiments.commands import add_parsers as add_experiment_parsers
-from ngf.core.parallel import initialize_distributed
-
+COMMANDS = ("compare", "sweep", "plot", "norms")  # handled in ngf.cli.experiments
+SET_PER_RUN = ("rule", "dataset", "seed", "out", "resume")
+PLUGIN_OPTIONS = ("plugin", "block_plugin")
 EXIT_USAGE = 2
-EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + the signal's number, as shells report it
 
 
 class Parser(argparse.ArgumentParser):
@@ -83,76 +81,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
-    """Entry point of the ``ngf`` console script; returns the exit status.
-
-    SIGTERM ends a command as Ctrl-C does (exit status 143 rather than 130).
-    """
-    previous = _handle_sigterm()
-    try:
-        return _main(argv)
-    except KeyboardInterrupt as exc:  # before the command began
-        print("interrupted", file=sys.stderr)
-        return EXIT_SIGTERM if isinstance(exc, Terminated) else EXIT_SIGINT
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+def _copy_options(source: argparse.ArgumentParser, target: argparse.ArgumentParser, keep) -> None:
+    """Add ``source``'s options whose destinations ``keep`` accepts to ``target``."""
+    for action in source._actions:
+        if not isinstance(action, argparse._HelpAction) and keep(action.dest):
+            target._add_action(copy.copy(action))
 
 
-def _main(argv) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    args.given, args.argv = given_options(parser, argv), list(sys.argv[1:] if argv is None else argv)
-    from ngf import ui  # imported after parsing so --help stays fast
-
-    console = ui.make_console()
-    try:
-        registry = ui.load_and_report(console, args.global_plugin + getattr(args, "plugin", []),
-                                      args.global_block_plugin + getattr(args, "block_plugin", []))
-        if args.command == "run":
-            initialize_distributed()  # multi-host runs: before JAX touches a device
-            ui.run_command(args, registry, console)
-        elif args.command == "plugins":
-            ui.plugins_command(registry, console)
-        elif args.command in EXPERIMENT_COMMANDS:
-            ui.experiment_command(args, registry, console)
-        else:
-            ui.list_command(args.command[:-1], registry, console)
-    except NgfError as exc:
-        console.print(f"[bold red]error:[/] {ui.escape(str(exc))}", highlight=False, soft_wrap=True)
-        return exc.exit_code
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM through _handle_sigterm
-        console.print(f"[bold red]interrupted:[/] {ui.escape(_resume_hint(args, exc))}", highlight=False,
-                      soft_wrap=True)
-        return EXIT_SIGTERM if isinstance(exc, Terminated) else EXIT_SIGINT
-    return 0
+def _experiment_parser(sub, name: str, run_parser) -> None:
+    sweep = name == "sweep"
+    p = sub.add_parser(name, help="every rule × grid point × dataset × seed, with a table and curves" if sweep
+                       else "compare rules on datasets: a table and curves like the poster's")
+    p.add_argument("--rules", "--rule", default=None, required=not sweep,
+                   help="comma-separated rules, e.g. bp,lra,fa,dfa" + ("" if not sweep else " (default: lra)"))
+    p.add_argument("--datasets", "--dataset", default=None, help="comma-separated datasets (default mnist)")
+    p.add_argument("--seeds", "--seed", default=None, help="comma-separated seeds (default 0)")
+    p.add_argument("--out", required=True, help="folder for results.md, results.csv, curves.png and the runs")
+    if sweep:
+        p.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2,...",
+                       help="values to sweep (repeatable): a run option (lr, batch_size, optimizer, init, "
+                            "schedule, ...), rule.NAME or model.NAME, or a plain name of the rule's, "
+                            "else the model's, options; ';' separates values that are lists")
+    _copy_options(run_parser, p, lambda dest: dest not in SET_PER_RUN)
 
 
-def _raise_terminated(signum, frame):
-    raise Terminated()
+def _figure_parser(sub, name: str, run_parser) -> None:
+    norms = name == "norms"
+    p = sub.add_parser(name, help="per-layer update norms of finished runs, as PNG" if norms
+                       else "training loss and test accuracy curves of runs, as PNG")
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="run folders, or folders holding runs")
+    p.add_argument("--out", default=f"{'norms' if norms else 'curves'}.png", help="the PNG to write")
+    p.add_argument("--title", default="", help="a title over the figure")
+    if norms:
+        p.add_argument("--batch", type=int, default=512, help="training examples in the batch (default 512)")
+    _copy_options(run_parser, p, lambda dest: dest in PLUGIN_OPTIONS)
 
 
-def _handle_sigterm():
-    """Make SIGTERM end a run like Ctrl-C (summary, exit status 143); returns the old handler."""
-    try:
-        return signal.signal(signal.SIGTERM, _raise_terminated)
-    except ValueError:  # not the main thread: leave signals alone
-        return None
-
-
-def _resume_hint(args, exc: KeyboardInterrupt) -> str:
-    """One line: how far the run got and how to go on."""
-    if args.command != "run":
-        return "run the same command again to continue (finished runs are kept, the others resume)"
-    summary = getattr(exc, "summary", None)
-    out = (summary or {}).get("config", {}).get("out") or args.resume or getattr(args, "out", None)
-    done = (f"after epoch {summary['epochs_completed']} of {summary['epochs']}" if summary
-            else "before the run started")
-    if not out or summary is None and not (Path(out) / CONFIG_FILE).is_file():
-        return f"{done}; nothing to resume"
-    plugins = [a for name in args.global_plugin + getattr(args, "plugin", []) for a in ("--plugin", name)]
-    return f"{done}; resume with: {shlex.join(['ngf', 'run', *plugins, '--resume', str(out)])}"
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def add_experiment_parsers(sub) -> None:
+    """Add the experiment commands to the ``ngf`` subparsers (after ``run``)."""
+    run_parser = sub.choices["run"]
+    for name in ("compare", "sweep"):
+        _experiment_parser(sub, name, run_parser)
+    for name in ("plot", "norms"):
+        _figure_parser(sub, name, run_parser)

@@ -14,13 +14,13 @@ import shutil
 import socket
 import tempfile
 from pathlib import Path
-from typing import NamedTuple
 from urllib.parse import urlparse
 
 import numpy as np
 
 from ngf.core.errors import NgfError
-from ngf.core.idx import read_idx, write_idx
+from ngf.data.idx import read_idx, write_idx
+from ngf.data.splits import DataSplits
 
 SPLIT_FILES = {
     "x_train": "train-images-idx3-ubyte",
@@ -30,21 +30,6 @@ SPLIT_FILES = {
 }
 SYSTEM_DIR = Path("/usr/share/datasets")
 HUB_TIMEOUT_S = 3.0
-
-
-class DataSplits(NamedTuple):
-    """Images as uint8 [N, H, W, C] and integer labels, for training and testing."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    n_classes: int
-
-    @property
-    def input_shape(self) -> tuple:
-        """Shape of one example."""
-        return tuple(self.x_train.shape[1:])
 
 
 def cache_dir() -> Path:

@@ -1,0 +1,70 @@
+"""``ngf compare``, ``ngf sweep``, ``ngf plot`` and ``ngf norms``: the handlers (parsers: ``ngf.cli.parser``)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+from ngf.cli.options import base_record
+from ngf.cli.ui import RichCallbacks
+from ngf.runs.config import RunConfig
+
+
+def command(args, registry, console) -> None:
+    """Run the experiment command ``args.command``."""
+    if args.command == "plot":
+        plot_command(args, console)
+    elif args.command == "norms":
+        norms_command(args, registry, console)
+    else:
+        experiment_command(args, registry, console)
+
+
+def experiment_command(args, registry, console) -> list:
+    """``ngf compare`` / ``ngf sweep``: run the plan, then write the tables and the curves."""
+    from ngf.experiments.plan import parse_grid, plan, split_list
+    from ngf.experiments.report import write_report
+    from ngf.experiments.runner import execute
+
+    base = RunConfig(**base_record(args))
+    rules = split_list(args.rules, "--rules") if args.rules else [base.rule]
+    datasets = split_list(args.datasets, "--datasets") if args.datasets else [base.dataset]
+    seeds = split_list(args.seeds, "--seeds", int) if args.seeds else [base.seed]
+    grid = parse_grid(getattr(args, "grid", None))
+    runs = plan(base, rules, datasets, seeds, grid, Path(args.out), registry)
+    summaries = execute(runs, registry, lambda item: RichCallbacks(console, item.config.epochs, args.quiet),
+                        overwrite=args.overwrite, report=console.print)
+    text = "ngf " + shlex.join(getattr(args, "argv", None) or [args.command])
+    return write_report(Path(args.out), runs, summaries, text, console)
+
+
+def plot_command(args, console) -> None:
+    """``ngf plot DIR...``: the curves of the runs in the folders."""
+    from ngf.experiments.plots import curves
+    from ngf.experiments.runs import load_results
+
+    results = load_results(args.dirs)
+    path = curves(results, Path(args.out), args.title)
+    console.print(f"wrote {path} ({len(results)} runs)")
+
+
+def norms_command(args, registry, console) -> None:
+    """``ngf norms DIR...``: per-layer update norms at initialisation and after training."""
+    from ngf.experiments.norms import run_norms
+    from ngf.experiments.plots import layer_norms
+    from ngf.experiments.runs import load_results
+
+    results = load_results(args.dirs)
+    several = len({r.dataset for r in results}) > 1
+    labelled, records = [], []
+    for result in results:
+        norms = run_norms(Path(result.folder), registry, args.batch)
+        labelled.append((f"{result.label} · {result.dataset}" if several else result.label, norms))
+        records.append({"label": result.label, "dataset": result.dataset, "seed": result.seed,
+                        "folder": result.folder, **norms})
+        console.print(f"{result.label} · {result.dataset} · seed {result.seed}: " +
+                      " ".join("—" if v is None else f"{v:.1e}" for v in norms.get("final", norms["init"])))
+    path = layer_norms(labelled, Path(args.out), args.title)
+    Path(path).with_suffix(".json").write_text(json.dumps(records, indent=1))
+    console.print(f"wrote {path} and {Path(path).with_suffix('.json')}")

@@ -1,0 +1,51 @@
+"""The arrays a run trains and tests on, and the checks that they fit together."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+
+from ngf.core.errors import NgfError
+
+
+class DataSplits(NamedTuple):
+    """Images as uint8 [N, H, W, C] and integer labels, for training and testing."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    n_classes: int
+
+    @property
+    def input_shape(self) -> tuple:
+        """Shape of one example."""
+        return tuple(self.x_train.shape[1:])
+
+
+def check_splits(data: DataSplits, name: str) -> DataSplits:
+    """``data`` if its arrays fit together: the same example shape, one integer label per
+    example in [0, n_classes), and at least one example in each split."""
+    n_classes = data.n_classes
+    if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 2:
+        raise NgfError(f"dataset {name!r}: n_classes must be an integer ≥ 2, got {n_classes!r}")
+    shapes = []
+    for split in ("train", "test"):
+        x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+        if not hasattr(x, "shape") or not hasattr(y, "shape") or x.ndim < 2 or y.ndim != 1:
+            raise NgfError(f"dataset {name!r}: {split} images must be an array [N, ...] and labels [N]")
+        if len(x) != len(y) or len(x) == 0:
+            raise NgfError(f"dataset {name!r}: {split} images {tuple(x.shape)} and labels {tuple(y.shape)} "
+                           "do not match (or are empty)")
+        if not jnp.issubdtype(x.dtype, jnp.number) or not jnp.issubdtype(y.dtype, jnp.integer):
+            raise NgfError(f"dataset {name!r}: {split} images must be numbers and labels integers, "
+                           f"got {x.dtype} and {y.dtype}")
+        if y.min() < 0 or y.max() >= n_classes:
+            raise NgfError(f"dataset {name!r}: {split} labels must lie in [0, {n_classes}), "
+                           f"found {int(y.min())}..{int(y.max())}")
+        shapes.append(tuple(x.shape[1:]))
+    if shapes[0] != shapes[1]:
+        raise NgfError(f"dataset {name!r}: train examples {shapes[0]} and test examples {shapes[1]} differ in shape")
+    return data
