@@ -6,7 +6,7 @@ batches drawn from a permutation there. Feedback alignment is a custom
 ``autograd.Function`` per layer whose backward sends the error through a fixed random
 B instead of the forward weights; direct feedback alignment detaches every layer from
 the one below and hands each hidden output e·Dᵀ from one ``autograd.Function`` at the
-logits (DESIGN.md §3).
+logits (docs/rules.md#fa, #dfa).
 """
 
 from __future__ import annotations

@@ -133,7 +133,7 @@ def kernel_update(delta, z, kernel_shape, in_shape, padding):
 
 
 def dense_signals(rule_name, trace, labels, feedback, beta):
-    """δ^1, δ^2 of fa or lra on ``equation_net``, from dense matrices and explicit pooling (DESIGN.md §3)."""
+    """δ^1, δ^2 of fa or lra on ``equation_net``, from dense matrices and explicit pooling (docs/rules.md#rules)."""
     e = np.asarray(output_error(trace[-1].pre, labels))
     back3 = e @ arr(feedback[2]["linear"]["kernel"]).T  # B_3ᵀe, before the pooling's transpose
     M2 = conv_matrix(arr(feedback[1]["conv"]["kernel"]), IMG[:2] + (3,), "VALID")  # M(B_2)
@@ -216,7 +216,7 @@ def test_signals_ignore_forward_weights_above(rule_name, model_name):
 
 
 def test_dfa_delivers_where_the_next_layer_reads():
-    """dfa: D_l e goes to p_{l+1}(z^l); through a pooling that is the max positions of z^l (DESIGN.md §3)."""
+    """dfa: D_l e goes to p_{l+1}(z^l); through a pooling that is the max positions of z^l (docs/rules.md#rules)."""
     if "dfa" not in REGISTRY.rules:
         pytest.skip("dfa is not registered")
     net, params = equation_net()

@@ -67,7 +67,7 @@ def test_cnn_options_from_strings(padding, sizes):
 
 @pytest.mark.parametrize("name", sorted(load_registry().models))
 def test_every_activation_keeps_its_shape(name):
-    """f_l is elementwise in every registered model: pooling starts the next layer's map (DESIGN.md §2)."""
+    """f_l is elementwise in every registered model: pooling starts the next layer's map (docs/rules.md#notation)."""
     model = load_registry().get("model", name).factory(MNIST, 10, rngs=nnx.Rngs(0))
     _, _, trace = trace_of(model)
     assert all(t.pre.shape == t.out.shape for t in trace)

@@ -1,4 +1,4 @@
-"""pc (predictive coding, Whittington & Bogacz 2017; DESIGN.md §3b): the relaxation by hand, its
+"""pc (predictive coding, Whittington & Bogacz 2017; docs/rules.md#pc): the relaxation by hand, its
 limit (bp), where random feedback reads weights, its options, and one compiled loop on every model."""
 
 import jax
@@ -60,7 +60,7 @@ def weight_nodes(params) -> list[int]:
 # (1) the equations, by hand --------------------------------------------------------------------------
 
 def numpy_relaxation(params, feedback, x, y, steps, rate, beta):
-    """T steps x̂ ← x̂ − γ ∂F/∂x̂ on the hidden nodes of the tanh mlp, in numpy (DESIGN.md §3b);
+    """T steps x̂ ← x̂ − γ ∂F/∂x̂ on the hidden nodes of the tanh mlp, in numpy (docs/rules.md#pc);
     the final (û, ε, δ ÷ β)."""
     zs, _ = numpy_forward(params, x)
     weights = [kernel(t) for t in params]

@@ -1,4 +1,4 @@
-"""fa and dfa against hand computations on a few units, and their locality (DESIGN.md §3)."""
+"""fa and dfa against hand computations on a few units, and their locality (docs/rules.md#fa, #dfa)."""
 
 import jax
 import numpy as np

@@ -4,7 +4,7 @@ The whole dataset lives on the device; each epoch draws a permutation there and
 the step slices its batch from it, so nothing crosses to the host inside an epoch
 except a progress marker that is awaited only after the next call is queued.
 Steps run ``steps_per_call`` at a time: a ``lax.scan`` over several steps, except for
-convolutional networks on a CPU, which run one step per call (DESIGN.md §5: a
+convolutional networks on a CPU, which run one step per call (docs/benchmarks.md: a
 convolution in a loop body ran 3× slower on XLA's CPU backend). Every scan has a
 static length, the epoch's last, shorter call its own compiled program: a
 ``lax.cond`` masking steps inside the scan cost a device-to-host sync per step on a

@@ -62,13 +62,13 @@ def layer_feedback(key: jax.Array, params, scale: float, dist: str) -> tuple:
 def receive_change(theta, change, decay: float, gain: float = 1.0):
     """θ + gain·ΔW − λθ, leaf by leaf: a weight receiving an applied change ΔW, and decaying.
 
-    Kolen–Pollack's W and B (gain 1) and LRA-E's E (gain γ), DESIGN.md §3, §3b.
+    Kolen–Pollack's W and B (gain 1) and LRA-E's E (gain γ), docs/rules.md#kp and #lra.
     """
     return jax.tree.map(lambda t, d: t + gain * d - decay * t, theta, change)
 
 
 def walk_down(net: Network, top_delta: jax.Array, send: Callable, signal: Callable) -> tuple:
-    """The backward walk over the graph of nodes, in reverse topological order (DESIGN.md §2b).
+    """The backward walk over the graph of nodes, in reverse topological order (docs/rules.md#graph).
 
     δ^L = ``top_delta``. Each node c sends ``send(c, δ^c)`` (J_c^T with some weights, the
     same to every parent, as u^c is their sum) to its parents; the signal arriving at a
@@ -90,7 +90,7 @@ def propagate_errors(net: Network, weights, trace, top_delta: jax.Array) -> tupl
     """Walk δ down the graph: δ^k = f'(h^k) ⊙ Σ_{c reads k} J_c^T(W_c, δ^c).
 
     With W = the forward parameters this is backprop; with fixed random W it is
-    feedback alignment (DESIGN.md §3). In a chain, δ^{l-1} = f'(h^{l-1}) ⊙ J_l^T(W_l, δ^l).
+    feedback alignment (docs/rules.md#fa). In a chain, δ^{l-1} = f'(h^{l-1}) ⊙ J_l^T(W_l, δ^l).
     """
     return walk_down(
         net, top_delta,

@@ -1,4 +1,4 @@
-"""A functional view of an NNX model as a graph of nodes (DESIGN.md §2, §2b).
+"""A functional view of an NNX model as a graph of nodes (docs/rules.md#notation, #graph).
 
 Node l reads u^l, the sum of the outputs of its parents P(l) (z^0 = x, written
 ``INPUT``), and maps it to a pre-activation h^l = a_l(θ_l, u^l) and an output
@@ -29,7 +29,7 @@ from ngf.core.errors import NgfError
 
 Params = tuple  # one nnx.State of parameters per node
 INPUT = -1  # the parent index that stands for the network's input x (z^0)
-#: NNX modules that mix units: a node may hold at most one of them (DESIGN.md §2b).
+#: NNX modules that mix units: a node may hold at most one of them (docs/rules.md#graph).
 MIXING_MODULES = (nnx.Linear, nnx.LinearGeneral, nnx.Einsum, nnx.Conv, nnx.ConvTranspose, nnx.Embed)
 
 
@@ -208,7 +208,7 @@ def is_atomic(layer: nnx.Module) -> bool:
 
 
 def check_one_mixing_map(l: int, layer: nnx.Module) -> None:
-    """Refuse a node with two or more unit-mixing maps, unless it is declared atomic (DESIGN.md §2b)."""
+    """Refuse a node with two or more unit-mixing maps, unless it is declared atomic (docs/rules.md#graph)."""
     maps = mixing_maps(layer)
     if len(maps) > 1 and not is_atomic(layer):
         raise NgfError(f"layer {l} ({type(layer).__name__}) holds {len(maps)} unit-mixing maps "

@@ -1,4 +1,4 @@
-"""The LearningRule interface: three pure, jit-compatible functions (DESIGN.md §4).
+"""The LearningRule interface: three pure, jit-compatible functions (docs/rules.md#interface).
 
 Shaped like optax's ``GradientTransformation``: a factory closes over the
 hyperparameters and returns a ``LearningRule``; everything that changes while

@@ -1,4 +1,4 @@
-"""Datasets: IDX folders found on a search path, or the Hugging Face Hub (DESIGN.md §4).
+"""Datasets: IDX folders found on a search path, or the Hugging Face Hub (README.md, Data).
 
 A dataset name resolves, in order, to ``--data-dir``, ``$NGF_DATA_DIR/<name>/``
 (several folders may be given, separated by ``os.pathsep``), ``/usr/share/datasets/<name>/``,

@@ -57,7 +57,7 @@ def cnn(input_shape, n_classes: int, *, rngs: nnx.Rngs, channels: tuple = (16, 3
     By default every convolution pads to keep its image size (LeNet-5 itself pads only
     the first: its 32×32 input is 28×28 padded by 2). Each stage's pooling is the
     start of the next layer's map (conv∘pool, then dense∘flatten∘pool), so every
-    activation is elementwise (DESIGN.md §2).
+    activation is elementwise (docs/rules.md#notation).
 
     Args:
       channels: output channels of each conv+pool stage, e.g. ``6,16``.

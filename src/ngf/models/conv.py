@@ -1,4 +1,4 @@
-"""Convolutional layers and pooling (DESIGN.md §2).
+"""Convolutional layers and pooling (docs/rules.md#notation).
 
 A convolution layer's ``__call__`` is its map a_l (returning h^l) and its
 ``activation`` is f_l, always elementwise. Pooling is parameter-free, so it belongs

@@ -1,4 +1,4 @@
-"""Models with skip connections: a graph of nodes, built one node at a time (DESIGN.md §2b).
+"""Models with skip connections: a graph of nodes, built one node at a time (docs/rules.md#graph).
 
 A chain needs nothing of this: a ``Sequential`` of layers is the graph in which each
 node reads the one before it. A model with skips lists its nodes in topological order

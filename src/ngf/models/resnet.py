@@ -1,6 +1,6 @@
 """The residual network ``resnet``: normalisation-free, sized for 28×28 images.
 
-A graph of nodes (DESIGN.md §2b), each holding at most one convolution: a residual
+A graph of nodes (docs/rules.md#graph), each holding at most one convolution: a residual
 block z ↦ f(skip(z) + α·conv₂(g(conv₁(z)))) (He et al. 2016, without batch
 normalisation) is a node per convolution, conv₁ (activation g) and conv₂ (the scale α,
 identity activation), then a weightless ``Add`` node with parents {conv₂, skip} and
@@ -95,7 +95,7 @@ def resnet(input_shape, n_classes: int, *, rngs: nnx.Rngs, stem: int = 16, width
     nodes per residual block (conv₁, conv₂, the sum), four with a projection shortcut;
     then a dense node to the logits, on the last block's flattened output or, with
     ``head=global``, on its global average. Every stage after the first starts with
-    stride 2. Every activation is elementwise (DESIGN.md §2).
+    stride 2. Every activation is elementwise (docs/rules.md#notation).
 
     Global pooling is not the default: its feedback is the same at every position,
     so under fa and lra each output channel's weights all moved one way and the

@@ -1,4 +1,4 @@
-"""Backpropagation (``bp``): the exact gradient, written as a learning rule (DESIGN.md §3).
+"""Backpropagation (``bp``): the exact gradient, written as a learning rule (docs/rules.md#bp).
 
 Not local by definition: every node's signal reads the forward weights of every node
 above it (weight transport). It walks the graph of nodes like every other rule, so on

@@ -1,6 +1,6 @@
 """Direct difference target propagation, linear feedback (``ddtp``; DDTP-linear, Meulemans et al. 2020).
 
-DESIGN.md §3b. The output target is a step down the task loss, ŷ^L = h^L − β e. Every hidden
+docs/rules.md#ddtp. The output target is a step down the task loss, ŷ^L = h^L − β e. Every hidden
 node with weights has a learned linear map Q_l, shaped [size(z^l), n_classes], that carries the
 output target's difference straight to it:
 

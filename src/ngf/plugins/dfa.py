@@ -1,4 +1,4 @@
-"""Direct Feedback Alignment (``dfa``), Nøkland 2016 (DESIGN.md §3)."""
+"""Direct Feedback Alignment (``dfa``), Nøkland 2016 (docs/rules.md#dfa)."""
 
 import math
 from typing import NamedTuple

@@ -1,4 +1,4 @@
-"""Direct Random Target Projection (``drtp``), Frenkel, Lefebvre and Bol 2021 (DESIGN.md §3b).
+"""Direct Random Target Projection (``drtp``), Frenkel, Lefebvre and Bol 2021 (docs/rules.md#drtp).
 
 ``dfa`` with the output error replaced by the label alone: every hidden node gets
 δ^l = f'(h^l) ⊙ pᵀ(D_l (−onehot(y))), where D_l is a fixed random matrix and p the

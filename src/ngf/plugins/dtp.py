@@ -1,4 +1,4 @@
-"""Difference Target Propagation (``dtp``), Lee et al. 2015 (DESIGN.md §3, §2b).
+"""Difference Target Propagation (``dtp``), Lee et al. 2015 (docs/rules.md#dtp).
 
 Each weight node l that reads a hidden node and is not the output (0 < l < L-1 in a
 chain, nodes counted from 0) has a learned inverse from z^l back to its input u^l,
@@ -54,7 +54,7 @@ def has_weights(theta) -> bool:
 
 
 def has_inverse(net, l: int, theta) -> bool:
-    """Weight nodes between hidden nodes carry an inverse (DESIGN §3: l ≥ 2, below the output)."""
+    """Weight nodes between hidden nodes carry an inverse (docs/rules.md#dtp: l ≥ 2, below the output)."""
     return l < net.depth - 1 and has_weights(theta) and any(k != INPUT for k in net.parents(l))
 
 
@@ -114,7 +114,7 @@ def inverse_gradients(net, params, trace, inverses, key, noise: float) -> tuple:
 
 
 def difference_targets(net, params, trace, labels, inverses, eta_hat: float) -> tuple:
-    """Targets ŷ^l for every hidden node, top down (DESIGN §3, §2b).
+    """Targets ŷ^l for every hidden node, top down (docs/rules.md#dtp, #graph).
 
     ŷ^l = z^l + Σ_{c reads l} Δ_c, where Δ_c is, for the output node, −η̂ · J_c^T(θ_c, e) (the
     gradient step of the top hidden target, through the output node's own weights as in

@@ -1,4 +1,4 @@
-"""Feedback Alignment (``fa``), Lillicrap et al. 2016 (DESIGN.md §3)."""
+"""Feedback Alignment (``fa``), Lillicrap et al. 2016 (docs/rules.md#fa)."""
 
 from typing import NamedTuple
 

@@ -1,4 +1,4 @@
-"""Kolen–Pollack (``kp``), Akrout, Wilson, Humphreys, Lillicrap and Tweed 2019 (DESIGN.md §3b).
+"""Kolen–Pollack (``kp``), Akrout, Wilson, Humphreys, Lillicrap and Tweed 2019 (docs/rules.md#kp).
 
 The error travels down exactly as in feedback alignment, through feedback weights B_c
 of θ_c's shape: δ^k = f'(h^k) ⊙ Σ_{c reads k} J_c^T(B_c, δ^c). B is not fixed: it

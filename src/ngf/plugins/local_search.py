@@ -1,4 +1,4 @@
-"""Local search (``local-search``), after Aly, Guadagni and Dugan 2019 (DESIGN.md §3).
+"""Local search (``local-search``), after Aly, Guadagni and Dugan 2019 (docs/rules.md#local-search).
 
 No derivatives: each step draws K sparse random perturbations of the parameters,
 evaluates the batch loss of all K at once (one ``vmap`` over the network), and
@@ -103,7 +103,7 @@ def local_search(
     Defaults, measured on MNIST with a 784-128-10 relu mlp over 20 epochs (seed 0): one
     layer at a time with 64 candidates and σ = 0.03 reached 89.2% test accuracy at batch
     512 (88.6% at batch 1024); the whole network at once with 32 candidates and σ = 0.05
-    at batch 1024 (DESIGN §3's setting) peaked at 85% near epoch 12 and then drifted down,
+    at batch 1024 (the setting of docs/rules.md#local-search) peaked at 85% near epoch 12 and then drifted down,
     as the noise in the accepted steps piled up.
 
     Args:

@@ -1,4 +1,4 @@
-"""Local Representation Alignment (``lra``), Ororbia et al. 2018 (DESIGN.md §3)."""
+"""Local Representation Alignment (``lra``), Ororbia et al. 2018 (docs/rules.md#lra)."""
 
 from typing import NamedTuple
 

@@ -1,4 +1,4 @@
-"""Predictive coding (``pc``), discriminative: Whittington & Bogacz 2017 (DESIGN.md §3b, §2b).
+"""Predictive coding (``pc``), discriminative: Whittington & Bogacz 2017 (docs/rules.md#pc, #graph).
 
 Every node l of the graph carries an activity x̂^l, started at the forward pass's z^l;
 the input's is x and stays there. Node l predicts its activity from the sum of its
@@ -7,7 +7,7 @@ parents' activities, û^l = Σ_{k ∈ P(l)} x̂^k, with its own map and activati
     F = Σ_{l<L} ½‖x̂^l − f_l(a_l(θ_l, û^l))‖² + β · CE(a_L(θ_L, û^L), y),
 
 summed over units, each example relaxing on its own. β weights the output's term (the
-output layer's precision 1/Σ_L in the paper's Gaussian model); β = 1 is DESIGN.md's F.
+output layer's precision 1/Σ_L in the paper's Gaussian model); β = 1 is the unweighted energy F of docs/rules.md#pc.
 With ε^l = x̂^l − f_l(h^l), h^l = a_l(θ_l, û^l), and, at the current activities,
 
     δ^l = −f_l'(h^l) ⊙ ε^l (hidden nodes),    δ^L = β (softmax(h^L) − onehot(y)),
@@ -154,7 +154,7 @@ def pc(steps: int = 10, rate: float = 0.05, beta: float = 0.05, feedback: str = 
     Args:
       steps: T, inference steps x̂ ← x̂ − γ ∂F/∂x̂ on the hidden nodes before the update (≥ 1).
       rate: γ, the inference rate of those steps (0 < γ ≤ 1).
-      beta: β, the weight of the output's cross-entropy in F (its precision; 1 is DESIGN.md's F).
+      beta: β, the weight of the output's cross-entropy in F (its precision; 1 is the unweighted F).
       feedback: symmetric (errors go down through the forward weights, the paper's form) or random (fixed B).
       scale: under feedback=random, B's scale in units of Glorot's standard deviation for θ_l's shape.
       dist: under feedback=random, B's distribution, ``normal`` or ``uniform`` (same standard deviation).

@@ -1,4 +1,4 @@
-"""PEPITA (``pepita``), Dellaferrera & Kreiman 2022, ICML (DESIGN.md §3b).
+"""PEPITA (``pepita``), Dellaferrera & Kreiman 2022, ICML (docs/rules.md#pepita).
 
 "Present the Error to Perturb the Input To modulate Activity": no backward pass at all.
 Pass 1 is the engine's forward trace, z^l and e = softmax(h^L) − onehot(y). Pass 2 runs
@@ -47,7 +47,7 @@ with relu (whose activations grow without bound instead). The paper's own networ
 three epochs, but so did its output node alone (0.977).
 
 Differences from the authors' code (github.com/GiorgiaD/PEPITA): their output layer
-learns from the pass-2 error softmax(h'^L) − onehot(y); here, as in DESIGN.md §3b, from
+learns from the pass-2 error softmax(h'^L) − onehot(y); here, as in docs/rules.md#pepita, from
 e. Their convolutions average the update over output positions, vjp_θ sums them (a
 constant factor per node, which Adam removes). Dropout is not part of ngf's models.
 
