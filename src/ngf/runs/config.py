@@ -1,0 +1,105 @@
+"""A run's configuration: every option, its validation, and the optimiser it names."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from typing import Any, Callable
+
+import optax
+from flax import nnx
+
+from ngf.core.errors import NgfError, unknown_name
+from ngf.core.init import parse_init
+from ngf.core.rule import LearningRule
+from ngf.data.splits import DataSplits
+
+OPTIMIZERS: dict[str, Callable[[float], optax.GradientTransformation]] = {
+    "adam": optax.adam,
+    "adamw": optax.adamw,
+    "sgd": optax.sgd,
+    "momentum": lambda lr: optax.sgd(lr, momentum=0.9),
+    "nesterov": lambda lr: optax.sgd(lr, momentum=0.9, nesterov=True),
+    "rmsprop": optax.rmsprop,
+}
+
+
+SCHEDULES = ("constant", "cosine")
+
+
+def make_optimizer(config: "RunConfig", steps_per_epoch: int) -> optax.GradientTransformation:
+    """The optax optimiser for a run, with its learning-rate schedule."""
+    lr = config.lr
+    if config.schedule == "cosine":  # decays from lr to 0 over the whole run
+        lr = optax.cosine_decay_schedule(config.lr, config.epochs * steps_per_epoch)
+    return OPTIMIZERS[config.optimizer](lr)
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Every option of a run; names refer to registered rules, models and datasets."""
+
+    rule: Any = "lra"  # a registered name or a LearningRule
+    model: Any = "mlp"  # a registered name, an NNX module or a model factory
+    dataset: Any = "mnist"  # a registered name or a DataSplits
+    data_dir: str | None = None
+    epochs: int = 5
+    batch_size: int = 64
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    schedule: str = "cosine"
+    seed: int = 0
+    out: str | None = None
+    overwrite: bool = False
+    devices: int | None = None  # None: every device JAX sees
+    steps_per_call: int | None = None  # None: choose the fast path for the model
+    log_csv: str | None = None  # the csv logger plugin writes one row per epoch here
+    init: str = "default"  # NAME[:SCALE], see ngf.core.init
+    resume: bool = False  # continue from out's checkpoint
+    track_alignment: bool = False  # per-layer angle to the bp gradient each epoch, on a fixed batch
+    divergence_ratio: float = 1000.0  # a loss above this × max(initial loss, ln C) counts as divergence; 0: off
+    rule_opts: dict = dataclasses.field(default_factory=dict)
+    model_opts: dict = dataclasses.field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Reject values no run could use."""
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise NgfError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not 0 < self.lr < math.inf:
+            raise NgfError(f"lr must be a positive number, got {self.lr!r}")
+        for name in ("steps_per_call", "devices"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise NgfError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not -2 ** 63 <= self.seed < 2 ** 63:
+            raise NgfError(f"seed must be an integer of at most 64 bits, got {self.seed!r}")
+        ratio = self.divergence_ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio <= math.inf:
+            raise NgfError(f"divergence-ratio must be a number ≥ 0 (0 turns the loss bound off), got {ratio!r}")
+        for name in ("optimizer", "schedule", "init"):
+            if not isinstance(getattr(self, name), str):
+                raise NgfError(f"{name} must be a name, got {getattr(self, name)!r}")
+        if not isinstance(self.rule, (str, LearningRule)):
+            raise NgfError(f"rule must be a registered name or a LearningRule, got {self.rule!r:.80}")
+        if not (isinstance(self.model, (str, nnx.Module)) or callable(self.model)):
+            raise NgfError(f"model must be a registered name, an NNX module or a factory, got {self.model!r:.80}")
+        if not isinstance(self.dataset, (str, DataSplits)):
+            raise NgfError(f"dataset must be a registered name or a DataSplits, got {self.dataset!r:.80}")
+        for name in ("data_dir", "out", "log_csv"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (str, os.PathLike)) or not str(value).strip()):
+                raise NgfError(f"{name.replace('_', '-')} must be a path, got {value!r}")
+        for name in ("overwrite", "resume", "track_alignment"):
+            if not isinstance(getattr(self, name), bool):
+                raise NgfError(f"{name.replace('_', '-')} must be true or false, got {getattr(self, name)!r}")
+        for name in ("rule_opts", "model_opts"):
+            if not isinstance(getattr(self, name), dict):
+                raise NgfError(f"{name} must be a dict of NAME: VALUE, got {getattr(self, name)!r}")
+        if self.schedule not in SCHEDULES:
+            raise unknown_name("schedule", self.schedule, SCHEDULES)
+        if self.optimizer not in OPTIMIZERS:
+            raise unknown_name("optimizer", self.optimizer, OPTIMIZERS)
+        parse_init(self.init)

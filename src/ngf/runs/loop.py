@@ -1,0 +1,133 @@
+"""The epoch loop of a run: checkpoints, divergence checks and interruption.
+
+Epoch ``e`` trains on the permutation drawn from ``fold_in(data_key, e)``, is evaluated
+on the whole test split, checked for divergence once, checkpointed and only then
+recorded, so a kill at any moment leaves a checkpoint and a ``metrics.jsonl`` that agree.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from ngf.core.alignment import alignment_tracker
+from ngf.core.engine import Engine, choose_steps_per_call
+from ngf.core.errors import Diverged
+from ngf.core.init import initialise
+from ngf.core.parallel import DataParallel, device_count
+from ngf.runs import atomic, checkpoint, files
+from ngf.runs.callbacks import WithHooks
+from ngf.runs.config import RunConfig, make_optimizer
+from ngf.runs.divergence import FIRST_TEST_EXAMPLES, DivergenceCheck
+from ngf.runs.resolve import Resolved
+from ngf.runs.summary import summarise
+
+
+class Setup(NamedTuple):
+    """What every epoch of a run uses."""
+
+    engine: Engine
+    arrays: tuple  # x_train, y_train, x_test, y_test, on the devices
+    data_key: jax.Array
+    guard: DivergenceCheck
+    track: Callable | None  # the alignment tracker (``--track-alignment``)
+    n_devices: int
+
+
+def _start(config: RunConfig, run: Resolved, out: Path | None, write_config: Callable[[], None]):
+    """The engine, the data on the devices and the state a run starts from (fresh or restored)."""
+    params = initialise(run.params, config.init, config.seed)
+    n_steps = len(run.data.x_train) // config.batch_size
+    per_call = config.steps_per_call or choose_steps_per_call(run.model, n_steps)
+    n_devices = device_count(config.devices)
+    engine = Engine(run.net, run.rule, make_optimizer(config, n_steps), config.batch_size,
+                    len(run.data.x_train), per_call, DataParallel.over(n_devices) if n_devices > 1 else None)
+    arrays = engine.place(tuple(map(jnp.asarray, run.data[:4])))
+    rule_key, data_key = jax.random.split(jax.random.key(config.seed))
+    fresh = engine.init(rule_key, params)
+    state, history = checkpoint.start(out, fresh, config.resume)
+    state = engine.place(state)  # a restored checkpoint arrives on the host
+    if config.resume:  # the summary of where it stopped no longer holds; options given now are recorded
+        files.remove_summary(out)
+        write_config()
+    # the divergence bound comes from the untrained network, also when resuming (before a step donates it)
+    x_test, y_test = arrays[2], arrays[3]
+    first = engine.evaluate(fresh.params, x_test[:FIRST_TEST_EXAMPLES], y_test[:FIRST_TEST_EXAMPLES])
+    guard = DivergenceCheck(first["loss"], run.data.n_classes, config.divergence_ratio)
+    track = (alignment_tracker(run.net, run.rule, arrays[0][:config.batch_size], arrays[1][:config.batch_size])
+             if config.track_alignment else None)
+    return Setup(engine, arrays, data_key, guard, track, n_devices), state, history
+
+
+def _epoch(setup: Setup, state, epoch: int, progress) -> tuple[object, dict]:
+    """Train one epoch and evaluate it; the record ``metrics.jsonl`` gets (before the checks)."""
+    x_train, y_train, x_test, y_test = setup.arrays
+    t0 = time.perf_counter()
+    state, train = setup.engine.train_epoch(state, x_train, y_train, jax.random.fold_in(setup.data_key, epoch),
+                                            progress)
+    seconds = time.perf_counter() - t0  # train_epoch ends by fetching its metrics
+    test = setup.engine.evaluate(state.params, x_test, y_test)
+    return state, {"epoch": epoch, **train, "test_loss": test["loss"], "test_accuracy": test["accuracy"],
+                   "seconds": seconds}
+
+
+def train(config: RunConfig, run: Resolved, out: Path | None, callbacks: WithHooks,
+          write_config: Callable[[], None] = lambda: None) -> dict:
+    """Train ``run`` for the epochs ``config`` asks for (those a checkpoint holds are skipped).
+
+    Returns the summary of the completed run; a diverged run raises ``Diverged``, and an
+    interrupted one re-raises ``KeyboardInterrupt`` with the summary as its ``summary``.
+    """
+    started = time.perf_counter()
+    history: list = []
+    try:
+        setup, state, history = _start(config, run, out, write_config)
+        callbacks.on_start({**run.names, "steps_per_epoch": setup.engine.n_steps,
+                            "steps_per_call": setup.engine.steps_per_call,
+                            "device": f"{setup.n_devices} × {jax.devices()[0].device_kind}"})
+        progress = callbacks.on_progress if callbacks.wants_progress else None
+        for epoch in range(len(history) + 1, config.epochs + 1):
+            state, record = _epoch(setup, state, epoch, progress)
+            problem = setup.guard.problem(record, state.params)  # one device check per epoch
+            if problem is not None:
+                _diverged(config, run.names, history, started, out, record, problem, callbacks)
+            if setup.track is not None:  # outside the timed epoch: one jitted call on the first training batch
+                record["alignment_degrees"] = setup.track(state)
+            checkpoint.save(out, state, history + [record])  # first the checkpoint, then the record
+            history.append(record)
+            files.write_metrics(out, history)
+            callbacks.on_epoch(record)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM through the CLI's handler
+        _interrupted(config, run.names, history, started, out, exc)
+        raise
+    summary = summarise(config, run.names, history, started, "completed")
+    files.write_summary(out, summary)
+    callbacks.on_end(summary)
+    return summary
+
+
+def _interrupted(config, names, history, started, out, exc: KeyboardInterrupt) -> None:
+    """Write the summary of an interrupted run and attach it to ``exc``."""
+    if not history and config.resume:  # stopped before the checkpoint was read
+        history = checkpoint.stored_history(out)
+    summary = summarise(config, names, history, started, "interrupted")
+    files.write_metrics(out, history)
+    files.write_summary(out, summary)
+    exc.summary = summary
+
+
+def _diverged(config, names, history, started, out, record, problem: str, callbacks) -> None:
+    """Write the summary of a run that diverged in ``record``'s epoch and raise ``Diverged``."""
+    epoch = record["epoch"]
+    summary = summarise(config, names, history, started, "diverged", last=record,
+                        diverged_epoch=epoch, diverged_because=problem, diverged_record=record)
+    files.write_summary(out, summary)
+    callbacks.on_end(summary)
+    kept = (f"; kept the checkpoint of epoch {len(history)} in {out}" if out is not None and history
+            else "")
+    raise Diverged(f"training diverged in epoch {epoch} of {config.epochs}: {problem} "
+                   f"(lower --lr?){kept}", atomic.finite_or_none(summary))

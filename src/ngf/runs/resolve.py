@@ -1,0 +1,95 @@
+"""From names to objects: the rule, the dataset, the model and its network view of a run.
+
+Each of ``config.rule``, ``config.model`` and ``config.dataset`` is a registered name,
+looked up in the registry and built with its options, or an object given through the
+Python API, checked and used as it is.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from flax import nnx
+
+from ngf.core.errors import NgfError
+from ngf.core.network import Network
+from ngf.core.rule import LearningRule
+from ngf.data.splits import DataSplits, check_splits
+from ngf.host.options import bind_options
+from ngf.host.registry import Registry
+from ngf.runs.config import RunConfig
+
+
+class Resolved(NamedTuple):
+    """Everything a run is built from, with the names its files record."""
+
+    rule: LearningRule
+    data: DataSplits
+    model: nnx.Module
+    net: Network
+    params: tuple
+    names: dict  # {"rule": ..., "model": ..., "dataset": ...}
+
+
+def resolve(config: RunConfig, registry: Registry) -> Resolved:
+    """The rule, data, model and network of ``config``; bad input raises ``NgfError``."""
+    rule, rule_name = resolve_rule(config, registry)
+    data, data_name = resolve_data(config, registry)
+    if config.batch_size > len(data.x_train):
+        raise NgfError(f"batch-size {config.batch_size} is larger than the {len(data.x_train)} training examples")
+    model, model_name = resolve_model(config, data, registry)
+    names = {"rule": rule_name, "model": model_name, "dataset": data_name}
+    net, params = build_network(model, data, names)
+    return Resolved(rule, data, model, net, params, names)
+
+
+def resolve_rule(config: RunConfig, registry: Registry) -> tuple[LearningRule, str]:
+    """The rule of ``config`` and its name (``custom`` for a ``LearningRule`` object without one)."""
+    if not isinstance(config.rule, str):  # a LearningRule object
+        return config.rule, getattr(config.rule, "name", "custom")
+    entry = registry.get("rule", config.rule)
+    opts = bind_options("rule", config.rule, entry.factory, config.rule_opts, skip=())
+    return entry.build(LearningRule, **opts), config.rule
+
+
+def resolve_data(config: RunConfig, registry: Registry) -> tuple[DataSplits, str]:
+    """The dataset of ``config``, checked, and its name."""
+    if isinstance(config.dataset, DataSplits):
+        return check_splits(config.dataset, "custom"), "custom"
+    data = registry.get("dataset", config.dataset).build(DataSplits, config.data_dir)
+    return check_splits(data, config.dataset), config.dataset
+
+
+def resolve_model(config: RunConfig, data: DataSplits, registry: Registry) -> tuple[nnx.Module, str]:
+    """The model of ``config``, built for ``data``'s input shape and classes, and its name."""
+    model, rngs = config.model, nnx.Rngs(config.seed)
+    if isinstance(model, nnx.Module):
+        return model, type(model).__name__
+    if not isinstance(model, str):  # a factory(input_shape, n_classes, *, rngs)
+        return model(data.input_shape, data.n_classes, rngs=rngs), getattr(model, "__name__", "custom")
+    entry = registry.get("model", model)
+    opts = bind_options("model", model, entry.factory, config.model_opts)
+    return entry.build(nnx.Module, data.input_shape, data.n_classes, rngs=rngs, **opts), model
+
+
+def build_network(model, data: DataSplits, names: dict) -> tuple[Network, tuple]:
+    """The network view of ``model``, once its forward pass is known to fit the data."""
+    try:
+        net, params = Network.from_model(model, data.input_shape)
+        trace = net.trace_shapes(params, batch=2)
+    except NgfError:
+        raise
+    except Exception as exc:
+        detail = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise NgfError(f"model {names['model']!r} does not fit dataset {names['dataset']!r} "
+                       f"(one example: {tuple(data.input_shape)}): {detail}") from None
+    for l, layer in enumerate(trace):  # docs/rules.md#notation: f_l keeps h^l's shape, so J^T lands where rules expect
+        if layer.pre.shape != layer.out.shape:
+            raise NgfError(f"model {names['model']!r}: layer {l + 1}'s activation changes the shape "
+                           f"{tuple(layer.pre.shape[1:])} → {tuple(layer.out.shape[1:])}; pooling and flattening "
+                           f"belong at the start of the next layer's map (docs/plugins.md)")
+    logits = trace[-1].pre
+    if logits.shape != (2, data.n_classes):
+        raise NgfError(f"model {names['model']!r} gives logits of shape {tuple(logits.shape[1:])} per example; "
+                       f"dataset {names['dataset']!r} has {data.n_classes} classes")
+    return net, params
