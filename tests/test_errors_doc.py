@@ -6,6 +6,7 @@ The table is parsed from the document, so the document and the tests cannot drif
 import gzip
 import re
 import shlex
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from ngf.cli import main
 from ngf.runs.configfile import dumps
 from ngf.data.idx import write_idx
 from ngf.models import Dense, Graph, Sequential
+from ngf.runs.folder import lock
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
@@ -38,6 +40,7 @@ def table_rows() -> list[dict]:
 
 
 ROWS = table_rows()
+HELD = []  # the lock on {locked}, held by this process for the module's rows
 
 
 def _idx_folder(folder: Path, labels_max: int = 10) -> Path:
@@ -84,6 +87,19 @@ def places(tmp_path_factory) -> dict:
     damaged_run.mkdir()
     (damaged_run / "config.toml").write_text(dumps(config))
     (damaged_run / "checkpoint.msgpack").write_bytes(b"garbage")
+    cut_run = root / "cut_run"
+    cut_run.mkdir()
+    (cut_run / "config.toml").write_text(dumps(config))
+    epoch = '{"epoch": 1, "train_loss": 1.0, "train_accuracy": 0.5, "test_loss": 1.0, "test_accuracy": 0.5}'
+    (cut_run / "metrics.jsonl").write_text(epoch + "\n" + epoch.replace("1", "2")[:30])
+    locked = root / "locked"
+    locked.mkdir()
+    HELD.append(lock(locked))
+    float_labels = _idx_folder(root / "float_labels")
+    for prefix, n in (("train", 64), ("t10k", 20)):
+        labels = (np.arange(n) % 3 + 0.7).astype(">f4")
+        raw = bytes([0, 0, 0x0D, 1]) + struct.pack(">I", n) + labels.tobytes()
+        (float_labels / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(raw))
     tomls = {"broken_toml": "lr = \n", "unknown_toml": "learning_rate = 0.1\n", "typed_toml": 'epochs = "five"\n',
              "deep_toml": "a = " + "[" * 5000 + "]" * 5000 + "\n"}
     for name, text in tomls.items():

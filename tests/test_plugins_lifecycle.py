@@ -95,9 +95,17 @@ def test_csv_logger_writes_one_row_per_epoch(observed):
 
 
 def test_csv_logger_that_cannot_write_does_not_stop_the_run(tiny_data, tmp_path):
-    (tmp_path / "file").write_text("")
-    callbacks = Problems()
-    summary = run_with(tiny_data, callbacks=callbacks, epochs=1, log_csv=str(tmp_path / "file" / "run.csv"))
+    """A --log-csv that cannot be written is refused up front (docs/errors.md); one that stops being
+    writable once the run has started only costs its rows."""
+
+    class Blocking(Problems):
+        def on_start(self, info):  # before the logger's ngf_run_start: its folder becomes a file
+            (tmp_path / "logs").rmdir()
+            (tmp_path / "logs").write_text("")
+
+    (tmp_path / "logs").mkdir()
+    callbacks = Blocking()
+    summary = run_with(tiny_data, callbacks=callbacks, epochs=1, log_csv=str(tmp_path / "logs" / "run.csv"))
     assert len(summary["history"]) == 1 and callbacks.ended
     (problem,) = callbacks.problems
     assert "'ngf.plugins.csv_logger' failed in ngf_run_start" in problem and "\n" not in problem

@@ -5,6 +5,15 @@
 """
 
 from ngf.cli.entry import EXIT_SIGINT, EXIT_SIGTERM, main
-from ngf.cli.parser import EXIT_USAGE, build_parser
 
 __all__ = ["EXIT_SIGINT", "EXIT_SIGTERM", "EXIT_USAGE", "build_parser", "main"]
+
+
+def __getattr__(name: str):
+    """``build_parser`` and ``EXIT_USAGE``, imported on first use: the console script reaches ``main``
+    (which installs the signal handlers) with as little imported as possible."""
+    if name in ("EXIT_USAGE", "build_parser"):
+        from ngf.cli import parser
+
+        return getattr(parser, name)
+    raise AttributeError(f"module 'ngf.cli' has no attribute {name!r}")

@@ -7,11 +7,13 @@ from rich.table import Table
 
 from ngf.cli.options import config_from_args
 from ngf.cli.ui import RichCallbacks, alignment_table, results_table
+from ngf.core.distributed import is_writer
+from ngf.data.forms import FORMS
 from ngf.host.options import factory_options
 from ngf.host.registry import Registry
 from ngf.runs.api import run
 
-SKIP = {"rule": (), "model": ("input_shape", "n_classes", "rngs"), "dataset": ()}
+SKIP = {"rule": (), "model": ("input_shape", "n_classes", "rngs"), "dataset": ("data_dir",)}
 
 
 def run_command(args, registry: Registry, console: Console) -> dict:
@@ -26,7 +28,7 @@ def run_command(args, registry: Registry, console: Console) -> dict:
     console.print(results_table(summary))
     if summary.get("alignment_degrees") is not None:
         console.print(alignment_table(summary))
-    if config.out:
+    if config.out and is_writer():  # in a multi-process run, process 0 writes the folder
         console.print(f"wrote {config.out}/summary.json, metrics.jsonl, config.toml and checkpoint.msgpack")
     return summary
 
@@ -65,9 +67,11 @@ def list_command(kind: str, registry: Registry, console: Console) -> None:
     for column in columns:
         table.add_column(column, overflow="fold")
     for name, entry in sorted(registry.table(kind).items()):
-        options = "" if kind == "dataset" else _format_options(entry.factory, kind)
         extra = (model_structure(entry.factory),) if kind == "model" else ()
-        table.add_row(name, entry.plugin, options, *extra)
+        table.add_row(name, entry.plugin, _format_options(entry.factory, kind), *extra)
+    if kind == "dataset":  # forms, not names: --dataset hf:OWNER/NAME, disk:PATH, folder:PATH
+        for form in FORMS.values():
+            table.add_row(form.example, f"ngf (a form: {form.reads})", _format_options(form.loader, kind))
     console.print(table)
 
 

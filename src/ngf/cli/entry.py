@@ -1,18 +1,18 @@
-"""The ``ngf`` console script: parse the arguments, run the command, turn failures into exit statuses."""
+"""The ``ngf`` console script: parse the arguments, run the command, turn failures into exit statuses.
+
+Until its signal handlers are installed this module imports only what installing them
+needs (``ngf.cli.signals``): a signal in those first milliseconds meets Python's own
+handling, so they are kept short; the parser and everything heavy are imported inside
+``_main``.
+"""
 
 from __future__ import annotations
 
-import shlex
-import signal
 import sys
-from pathlib import Path
 
-from ngf.cli.options import given_options
-from ngf.cli.parser import COMMANDS as EXPERIMENT_COMMANDS
-from ngf.cli.parser import build_parser
+from ngf.cli import supervise
+from ngf.cli.signals import BEFORE_THE_RUN, SignalGuard, leave
 from ngf.core.errors import NgfError, Terminated
-from ngf.core.parallel import initialize_distributed
-from ngf.runs.files import CONFIG_FILE
 
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + the signal's number, as shells report it
 
@@ -20,33 +20,53 @@ EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + the signal's number, as shells rep
 def main(argv=None) -> int:
     """Entry point of the ``ngf`` console script; returns the exit status.
 
-    SIGTERM ends a command as Ctrl-C does (exit status 143 rather than 130).
+    SIGINT and SIGTERM end a command with one line and exit status 130 or 143 at any
+    moment (``ngf.cli.signals``). As the console script (``argv`` from ``sys.argv``), an
+    interrupted command then leaves at once: tearing the interpreter down while JAX was
+    stopped midway could crash it.
     """
-    previous = _handle_sigterm()
+    console_script = argv is None
+    if console_script and supervise.wanted():  # a multi-process run: the work runs in a watched child
+        return supervise.run(argv)
+    guard = SignalGuard(leave_at_once=console_script).install()
     try:
-        return _main(argv)
+        status = _guarded(argv, guard)
+    except BaseException:
+        guard.restore()
+        raise
+    if not console_script:
+        guard.restore()
+        return status
+    guard.finished()  # the process ends here: a late signal changes nothing
+    if status in (EXIT_SIGINT, EXIT_SIGTERM):
+        leave(status)
+    return status
+
+
+def _guarded(argv, guard: SignalGuard) -> int:
+    try:
+        return _main(argv, guard)
     except KeyboardInterrupt as exc:  # before the command began
-        print("interrupted", file=sys.stderr)
+        print(BEFORE_THE_RUN, file=sys.stderr)
         return EXIT_SIGTERM if isinstance(exc, Terminated) else EXIT_SIGINT
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
 
 
-def _main(argv) -> int:
+def _main(argv, guard: SignalGuard) -> int:
+    from ngf.cli.parser import COMMANDS as EXPERIMENT_COMMANDS
+    from ngf.cli.parser import build_parser
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.given, args.argv = given_options(parser, argv), list(sys.argv[1:] if argv is None else argv)
-    from ngf.cli import (  # imported after parsing so --help stays fast
-        commands,
-        experiments,
-        ui,
-    )
+    from ngf.cli import commands, experiments, ui  # imported after parsing so --help stays fast
+    from ngf.cli.options import given_options
+    from ngf.core.distributed import initialize_distributed
 
+    args.given, args.argv = given_options(parser, argv), list(sys.argv[1:] if argv is None else argv)
     console = ui.make_console()
     try:
         registry = ui.load_and_report(console, args.global_plugin + getattr(args, "plugin", []),
                                       args.global_block_plugin + getattr(args, "block_plugin", []))
+        guard.started()  # everything is imported: from here a signal raises where it lands
         if args.command == "run":
             initialize_distributed()  # multi-host runs: before JAX touches a device
             commands.run_command(args, registry, console)
@@ -59,31 +79,26 @@ def _main(argv) -> int:
     except NgfError as exc:
         console.print(f"[bold red]error:[/] {ui.escape(str(exc))}", highlight=False, soft_wrap=True)
         return exc.exit_code
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM through _handle_sigterm
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (ngf.cli.signals)
         console.print(f"[bold red]interrupted:[/] {ui.escape(_resume_hint(args, exc))}", highlight=False,
                       soft_wrap=True)
         return EXIT_SIGTERM if isinstance(exc, Terminated) else EXIT_SIGINT
     return 0
 
 
-def _raise_terminated(signum, frame):
-    raise Terminated()
-
-
-def _handle_sigterm():
-    """Make SIGTERM end a run like Ctrl-C (summary, exit status 143); returns the old handler."""
-    try:
-        return signal.signal(signal.SIGTERM, _raise_terminated)
-    except ValueError:  # not the main thread: leave signals alone
-        return None
-
-
 def _resume_hint(args, exc: KeyboardInterrupt) -> str:
     """One line: how far the run got and how to go on."""
+    import shlex
+    from pathlib import Path
+
+    from ngf.runs.files import CONFIG_FILE
+
     if args.command != "run":
         return "run the same command again to continue (finished runs are kept, the others resume)"
     summary = getattr(exc, "summary", None)
     out = (summary or {}).get("config", {}).get("out") or args.resume or getattr(args, "out", None)
+    if (summary or {}).get("status") in ("completed", "diverged"):  # the interruption came in ngf_run_end
+        return f"after the run had {summary['status']} (its summary says so); nothing to resume"
     done = (f"after epoch {summary['epochs_completed']} of {summary['epochs']}" if summary
             else "before the run started")
     if not out or summary is None and not (Path(out) / CONFIG_FILE).is_file():

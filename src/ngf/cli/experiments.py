@@ -8,7 +8,9 @@ from pathlib import Path
 
 from ngf.cli.options import base_record
 from ngf.cli.ui import RichCallbacks
+from ngf.core.errors import NgfError
 from ngf.runs.config import RunConfig
+from ngf.runs.writable import check_writable_file
 
 
 def command(args, registry, console) -> None:
@@ -34,6 +36,7 @@ def experiment_command(args, registry, console) -> list:
     grid = parse_grid(getattr(args, "grid", None))
     runs = plan(base, rules, datasets, seeds, grid, Path(args.out), registry)
     summaries = execute(runs, registry, lambda item: RichCallbacks(console, item.config.epochs, args.quiet),
+                        executor=(getattr(args, "executor", "local"), getattr(args, "ray_address", None)),
                         overwrite=args.overwrite, report=console.print)
     text = "ngf " + shlex.join(getattr(args, "argv", None) or [args.command])
     return write_report(Path(args.out), runs, summaries, text, console)
@@ -44,8 +47,9 @@ def plot_command(args, console) -> None:
     from ngf.experiments.plots import curves
     from ngf.experiments.runs import load_results
 
+    out = check_writable_file(figure_path(args.out, "curves.png"), "--out")  # before the runs are read
     results = load_results(args.dirs)
-    path = curves(results, Path(args.out), args.title)
+    path = curves(results, out, args.title)
     console.print(f"wrote {path} ({len(results)} runs)")
 
 
@@ -55,6 +59,9 @@ def norms_command(args, registry, console) -> None:
     from ngf.experiments.plots import layer_norms
     from ngf.experiments.runs import load_results
 
+    out = check_writable_file(figure_path(args.out, "norms.png"), "--out")  # before the norms are computed
+    if args.batch < 1:  # a negative one would slice off the last examples instead
+        raise NgfError(f"--batch must be a positive integer, got {args.batch}")
     results = load_results(args.dirs)
     several = len({r.dataset for r in results}) > 1
     labelled, records = [], []
@@ -65,6 +72,14 @@ def norms_command(args, registry, console) -> None:
                         "folder": result.folder, **norms})
         console.print(f"{result.label} · {result.dataset} · seed {result.seed}: " +
                       " ".join("—" if v is None else f"{v:.1e}" for v in norms.get("final", norms["init"])))
-    path = layer_norms(labelled, Path(args.out), args.title)
+    path = layer_norms(labelled, out, args.title)
     Path(path).with_suffix(".json").write_text(json.dumps(records, indent=1))
     console.print(f"wrote {path} and {Path(path).with_suffix('.json')}")
+
+
+def figure_path(out: str, example: str) -> Path:
+    """The PNG that ``--out`` names, refused if it is a folder (matplotlib would write FOLDER.png beside it)."""
+    path = Path(out)
+    if path.is_dir():
+        raise NgfError(f"--out {path} is a folder; name the PNG to write, e.g. --out {path / example}")
+    return path

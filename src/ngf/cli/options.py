@@ -4,6 +4,10 @@ Precedence, lowest first: ``RunConfig``'s defaults, then the file (``--config FI
 or ``DIR/config.toml`` for ``--resume DIR``), then the options given explicitly on the
 command line. Only options actually typed override the file, so an option given
 with its default value still wins over the file.
+
+``--out DIR --resume-if-exists`` makes one command that survives preemption: it resumes
+the run in DIR when DIR holds one and starts it otherwise. Either way the run layer
+refuses options that differ from the stored run's (``ngf.runs.resuming``).
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ from ngf.core.errors import NgfError
 from ngf.host.options import parse_assignments
 from ngf.runs.config import RunConfig
 from ngf.runs.configfile import CONFIG_FILE, layered
+from ngf.runs.files import holds_run
 
-ASSIGNMENTS = {"rule_opt": ("rule_opts", "--rule-opt"), "model_opt": ("model_opts", "--model-opt")}
+ASSIGNMENTS = {"rule_opt": ("rule_opts", "--rule-opt"), "model_opt": ("model_opts", "--model-opt"),
+               "dataset_opt": ("dataset_opts", "--dataset-opt")}
 
 
 def subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
@@ -73,6 +79,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     config_file, resume = getattr(args, "config", None), getattr(args, "resume", None)
     if config_file and resume:
         raise NgfError("--resume DIR repeats DIR's own config; do not pass --config with it")
+    if getattr(args, "resume_if_exists", False):
+        return _resume_if_exists(args, resume)
     if not resume:
         return RunConfig(**base_record(args))
     if "out" in given:
@@ -81,3 +89,15 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         raise NgfError(f"cannot resume: {resume} holds no run ({CONFIG_FILE} does not exist)")
     resumed = {"out": str(resume), "resume": True}
     return RunConfig(**layered(Path(resume) / CONFIG_FILE, explicit_record(args, given), resumed))
+
+
+def _resume_if_exists(args: argparse.Namespace, resume) -> RunConfig:
+    """``--out DIR --resume-if-exists``: the run of these options, resumed if DIR holds it already."""
+    if resume:
+        raise NgfError("--resume-if-exists goes with --out DIR (the options to start with), not --resume DIR")
+    record = base_record(args)
+    if not record.get("out"):
+        raise NgfError("--resume-if-exists needs --out DIR")
+    if record.get("overwrite"):
+        raise NgfError("--resume-if-exists keeps the run in --out; do not pass --overwrite with it")
+    return RunConfig(**{**record, "resume": holds_run(Path(record["out"]))})

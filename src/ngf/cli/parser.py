@@ -12,7 +12,7 @@ import argparse
 import copy
 
 COMMANDS = ("compare", "sweep", "plot", "norms")  # handled in ngf.cli.experiments
-SET_PER_RUN = ("rule", "dataset", "seed", "out", "resume")
+SET_PER_RUN = ("rule", "dataset", "seed", "out", "resume", "resume_if_exists")  # compare/sweep resume by themselves
 PLUGIN_OPTIONS = ("plugin", "block_plugin")
 EXIT_USAGE = 2
 
@@ -28,7 +28,8 @@ def _run_parser(sub) -> None:
     p = sub.add_parser("run", help="train a model with a learning rule")
     p.add_argument("--rule", default="lra", help="learning rule (see `ngf rules`; default lra)")
     p.add_argument("--model", default="mlp", help="model (see `ngf models`; default mlp)")
-    p.add_argument("--dataset", default="mnist", help="dataset (see `ngf datasets`; default mnist)")
+    p.add_argument("--dataset", default="mnist",
+                   help="dataset (see `ngf datasets`; default mnist), or hf:OWNER/NAME, disk:PATH, folder:PATH")
     p.add_argument("--data-dir", default=None, help="folder holding the dataset's IDX files")
     p.add_argument("--epochs", type=int, default=5, help="epochs (default 5)")
     p.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
@@ -45,6 +46,10 @@ def _run_parser(sub) -> None:
                    help="rule hyperparameter (repeatable)")
     p.add_argument("--model-opt", action="append", default=[], metavar="NAME=VALUE",
                    help="model option (repeatable)")
+    p.add_argument("--dataset-opt", action="append", default=[], metavar="NAME=VALUE",
+                   help="dataset option (repeatable), e.g. image=img label=fine_label for hf:, disk:, folder:")
+    p.add_argument("--log", action="append", default=[], metavar="NAME[:ARG]",
+                   help="also log to tensorboard[:DIR], wandb[:PROJECT] or mlflow[:TRACKING_URI] (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     p.add_argument("--log-csv", default=None, metavar="PATH", help="also write one CSV row per epoch to PATH")
     p.add_argument("--track-alignment", action="store_true",
@@ -57,6 +62,9 @@ def _run_parser(sub) -> None:
     p.add_argument("--config", default=None, metavar="FILE",
                    help="a TOML file of run options; options given here override it")
     p.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR from its last checkpoint")
+    p.add_argument("--resume-if-exists", action="store_true",
+                   help="with --out DIR: resume the run in DIR if it holds one (same options), else start it; "
+                        "repeat the same command after a preemption")
     _plugin_options(p)
 
 
@@ -102,6 +110,11 @@ def _experiment_parser(sub, name: str, run_parser) -> None:
                        help="values to sweep (repeatable): a run option (lr, batch_size, optimizer, init, "
                             "schedule, ...), rule.NAME or model.NAME, or a plain name of the rule's, "
                             "else the model's, options; ';' separates values that are lists")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="where the runs train: local (one after another, here) or ray (as Ray tasks; "
+                        "pip install 'ngf[ray]')")
+    p.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                   help="the Ray cluster to use (default: start a local Ray instance)")
     _copy_options(run_parser, p, lambda dest: dest not in SET_PER_RUN)
 
 

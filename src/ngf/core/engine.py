@@ -23,7 +23,7 @@ from flax import nnx
 
 from ngf.core.network import Network, cross_entropy
 from ngf.core.parallel import DataParallel
-from ngf.core.rule import LearningRule, apply_changes
+from ngf.core.rule import LearningRule, apply_changes, checked_pair, checked_updates
 
 PROGRESS_CALLS = 20  # calls per epoch when several steps share a call
 EVAL_BATCH = 1000
@@ -38,7 +38,12 @@ class TrainState(NamedTuple):
 
 
 def prepare_inputs(x: jax.Array) -> jax.Array:
-    """uint8 images → float32 in [0, 1]."""
+    """Images → float32 in [0, 1]: uint8 pixels divided by 255, floats (already in [0, 1]) as they are.
+
+    ``check_splits`` refuses other images (docs/plugins.md, A dataset); the dtype is static under jit.
+    """
+    if jnp.issubdtype(x.dtype, jnp.floating):
+        return x.astype(jnp.float32)
     return x.astype(jnp.float32) / 255.0
 
 
@@ -56,8 +61,11 @@ def make_train_step(net: Network, rule: LearningRule, optimizer: optax.GradientT
 
     def step(state: TrainState, x: jax.Array, y: jax.Array):
         logits, trace = net.forward(state.params, prepare_inputs(x))
-        signals, rule_state = rule.compute_targets(net, state.params, trace, y, state.rule_state)
-        updates, rule_state = rule.local_update(net, state.params, trace, signals, rule_state)
+        signals, rule_state = checked_pair(rule, "compute_targets", rule.compute_targets(
+            net, state.params, trace, y, state.rule_state), "signals")
+        updates, rule_state = checked_pair(rule, "local_update", rule.local_update(
+            net, state.params, trace, signals, rule_state), "updates")
+        updates = checked_updates(rule, state.params, updates)  # at tracing time: no cost per step
         if rule.applies_directly:
             changes, opt_state = updates, state.opt_state
         else:

@@ -6,7 +6,6 @@ import math
 from typing import Callable
 
 import jax
-import jax.numpy as jnp
 
 from ngf.core.errors import NgfError
 from ngf.core.network import INPUT, Network
@@ -28,10 +27,11 @@ def glorot_std(shape: tuple) -> float:
     return math.sqrt(2.0 / (fan_in + fan_out))
 
 
-def check_distribution(dist: str) -> str:
-    """Validate a feedback-weight distribution name."""
+def check_distribution(dist: str, option: str | None = None) -> str:
+    """Validate a feedback-weight distribution name; ``option`` (``"dfa option dist"``) starts the message."""
     if dist not in DISTRIBUTIONS:
-        raise NgfError(f"unknown distribution {dist!r}; valid distributions: {', '.join(DISTRIBUTIONS)}")
+        where = f"{option}: " if option else ""
+        raise NgfError(f"{where}unknown distribution {dist!r}; valid distributions: {', '.join(DISTRIBUTIONS)}")
     return dist
 
 

@@ -11,6 +11,7 @@ fan-out, the one before it fan-in, leading axes (a convolution's window) multipl
 from __future__ import annotations
 
 import functools
+import math
 from typing import Callable, NamedTuple
 
 import jax
@@ -20,6 +21,7 @@ from jax.nn import initializers as jinit
 from ngf.core.errors import NgfError
 
 INIT_STREAM = 0x1D17  # folded into the run's seed, so the rule's and data's keys stay as they were
+WORD = 2 ** 32
 
 
 class Scheme(NamedTuple):
@@ -75,6 +77,8 @@ def parse_init(spec: str) -> tuple[str, float | None]:
         raise NgfError(f"init {name!r} expects a number after ':', got {text!r}") from None
     if not scale > 0:
         raise NgfError(f"init scale must be positive, got {text!r}")
+    if not math.isfinite(scale):  # infinite weights would train an epoch, then "diverge"
+        raise NgfError(f"init scale must be a finite number, got {text!r}")
     return name, scale
 
 
@@ -93,4 +97,23 @@ def initialise(params: tuple, spec: str, seed: int) -> tuple:
         return params
     leaves, treedef = jax.tree.flatten(params)
     shapes = tuple((tuple(leaf.shape), jnp.dtype(leaf.dtype)) for leaf in leaves)
-    return jax.tree.unflatten(treedef, _draw(jax.random.key(seed), name, scale, shapes))
+    return jax.tree.unflatten(treedef, _draw(seed_key(seed), name, scale, shapes))
+
+
+def seed_key(seed: int) -> jax.Array:
+    """The PRNG key of a run's ``seed``, every one of its 64 bits counted.
+
+    ``jax.random.key(seed)`` with JAX's 32-bit integers keeps only the low 32 bits (seed
+    2^32 gave the run of seed 0, 2^32 − 1 that of −1). A seed s (−2^63 ≤ s < 2^63) is
+    taken as its two's complement u = s mod 2^64; the threefry key is u's two 32-bit
+    words, high first: the key ``jax.random.key`` makes from a 64-bit seed with 64-bit
+    integers enabled. One to one, and a seed in [0, 2^32) keeps the key it always had.
+    Under another key implementation (``rbg``) the high word is folded in.
+    """
+    high, low = divmod(int(seed) % (WORD * WORD), WORD)
+    key = jax.random.key(low)  # [0, low] under threefry
+    if high == 0:
+        return key
+    if jax.random.key_data(key).shape == (2,):  # threefry2x32: the key is the seed's 64 bits
+        return jax.random.wrap_key_data(jnp.asarray([high, low], jnp.uint32), impl=jax.random.key_impl(key))
+    return jax.random.fold_in(key, high)

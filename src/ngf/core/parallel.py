@@ -11,7 +11,6 @@ lists every host's devices and the mesh spans them all.
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import jax
 import numpy as np
@@ -20,26 +19,6 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from ngf.core.errors import NgfError
 
 AXIS = "data"
-DISTRIBUTED_ENV = ("NGF_COORDINATOR", "NGF_NUM_PROCESSES", "NGF_PROCESS_ID")
-
-
-def initialize_distributed() -> bool:
-    """Join a multi-host run when $NGF_COORDINATOR is set (docs/scaling.md).
-
-    ``NGF_COORDINATOR`` is the ``host:port`` of process 0, ``NGF_NUM_PROCESSES`` the
-    number of processes and ``NGF_PROCESS_ID`` this one's rank. Returns whether it joined.
-    """
-    if not os.environ.get("NGF_COORDINATOR"):
-        return False
-    missing = [name for name in DISTRIBUTED_ENV if not os.environ.get(name)]
-    if missing:
-        raise NgfError(f"a multi-host run needs {', '.join(DISTRIBUTED_ENV)}; missing: {', '.join(missing)}")
-    try:
-        count, rank = int(os.environ["NGF_NUM_PROCESSES"]), int(os.environ["NGF_PROCESS_ID"])
-    except ValueError:
-        raise NgfError("NGF_NUM_PROCESSES and NGF_PROCESS_ID must be integers") from None
-    jax.distributed.initialize(os.environ["NGF_COORDINATOR"], num_processes=count, process_id=rank)
-    return True
 
 
 def device_count(requested: int | None) -> int:

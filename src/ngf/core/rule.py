@@ -22,8 +22,10 @@ from __future__ import annotations
 from typing import Any, NamedTuple, Protocol
 
 import jax
+import numpy as np
 import optax
 
+from ngf.core.errors import NgfError
 from ngf.core.network import LayerTrace, Network, Params
 
 RuleState = Any
@@ -65,6 +67,9 @@ class LearningRule(NamedTuple):
     updates themselves); it returns the new parameters, usually ``params + ΔW`` plus
     whatever the rule adds (a decay), and the rule's state, which may record ΔW.
     ``None`` (the default) means ``optax.apply_updates(params, changes)``.
+
+    ``name`` (optional) is what error messages and, for a rule passed to ``ngf.run`` as an
+    object, ``summary.json`` call the rule; a registered rule gets its registered name.
     """
 
     init: InitFn
@@ -72,6 +77,7 @@ class LearningRule(NamedTuple):
     local_update: UpdateFn
     applies_directly: bool = False
     apply_changes: ApplyFn | None = None
+    name: str | None = None
 
 
 def apply_changes(rule: LearningRule, net: Network, params: Params, changes: Params,
@@ -86,3 +92,53 @@ def stateless_init(key: jax.Array, net: Network, params: Params) -> RuleState:
     """``init`` for rules that keep no state."""
     del key, net, params
     return ()
+
+
+def checked_pair(rule: LearningRule, function: str, result, second: str) -> tuple:
+    """``result`` of the rule's ``function``, which must be a pair (what, ``second``)."""
+    if not (isinstance(result, tuple) and len(result) == 2):
+        raise NgfError(f"rule {rule.name or 'custom'!r}: {function} must return a pair ({second}, state), "
+                       f"got {_kind(result)}")
+    return result
+
+
+def checked_updates(rule: LearningRule, params: Params, updates) -> tuple:
+    """``updates`` if they are one pytree per node, each with its parameters' structure and shapes.
+
+    Called while the training step is traced, so it runs once per compiled step and costs
+    nothing per step; a mismatch is named (rule, layer, expected shape) before JAX meets it.
+    """
+    who = f"rule {rule.name or 'custom'!r}"
+    if not isinstance(updates, (tuple, list)) or len(updates) != len(params):
+        raise NgfError(f"{who}: local_update returned {_kind(updates)} as its updates; the network has "
+                       f"{len(params)} layers, and each needs an update shaped like its parameters")
+    for l, (update, theta) in enumerate(zip(updates, params)):
+        expected = {_path_name(path): np.shape(leaf) for path, leaf in jax.tree_util.tree_leaves_with_path(theta)}
+        if jax.tree.structure(update) != jax.tree.structure(theta):
+            raise NgfError(f"{who}: the update of layer {l + 1} is {_kind(update)}; expected the structure "
+                           f"of its parameters, {_shapes(expected)}")
+        for (path, leaf), shape in zip(jax.tree_util.tree_leaves_with_path(update), expected.values()):
+            if np.shape(leaf) != shape:
+                raise NgfError(f"{who}: the update of layer {l + 1}'s {_path_name(path)} has shape "
+                               f"{tuple(np.shape(leaf))}; expected {shape}, its parameter's")
+    return tuple(updates)
+
+
+def _path_name(path) -> str:
+    """``linear.kernel`` for a parameter's pytree path (an NNX variable's ``.value`` left out)."""
+    parts = [str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path]
+    return ".".join(p for p in parts if p != "value") or "(the leaf)"
+
+
+def _shapes(expected: dict) -> str:
+    """Parameter paths and shapes on one short line: ``{linear.kernel: (36, 8), ...}`` (``{}``: none)."""
+    return ("{" + ", ".join(f"{path}: {shape}" for path, shape in expected.items()) + "}")[:200]
+
+
+def _kind(value) -> str:
+    """What a rule returned, in a few words (its type, its length, its shapes)."""
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)}" if value else f"an empty {type(value).__name__}"
+    if hasattr(value, "shape"):
+        return f"an array of shape {tuple(value.shape)}"
+    return f"a {type(value).__name__}"

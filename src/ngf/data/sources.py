@@ -57,6 +57,8 @@ def read_idx_folder(folder: Path, n_classes: int) -> DataSplits:
             raise NgfError(f"missing file {folder / (stem + '.gz')} (a dataset folder holds "
                            f"{', '.join(s + '.gz' for s in SPLIT_FILES.values())})")
         arrays[key] = read_idx(path)
+        if key.startswith("y_") and not np.issubdtype(arrays[key].dtype, np.integer):  # 2.7 is no class
+            raise NgfError(f"{path}: labels must be integers, found {arrays[key].dtype}")
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if x.ndim == 3:

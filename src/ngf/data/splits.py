@@ -11,7 +11,11 @@ from ngf.core.errors import NgfError
 
 
 class DataSplits(NamedTuple):
-    """Images as uint8 [N, H, W, C] and integer labels, for training and testing."""
+    """Images [N, H, W, C] and integer labels, for training and testing.
+
+    Images are uint8 pixels (0..255, divided by 255 on the device), or floating-point
+    values already scaled to [0, 1] (taken as they are); ``check_splits`` refuses others.
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -42,6 +46,7 @@ def check_splits(data: DataSplits, name: str) -> DataSplits:
         if not jnp.issubdtype(x.dtype, jnp.number) or not jnp.issubdtype(y.dtype, jnp.integer):
             raise NgfError(f"dataset {name!r}: {split} images must be numbers and labels integers, "
                            f"got {x.dtype} and {y.dtype}")
+        _check_images(x, f"x_{split}", name)
         if y.min() < 0 or y.max() >= n_classes:
             raise NgfError(f"dataset {name!r}: {split} labels must lie in [0, {n_classes}), "
                            f"found {int(y.min())}..{int(y.max())}")
@@ -49,3 +54,16 @@ def check_splits(data: DataSplits, name: str) -> DataSplits:
     if shapes[0] != shapes[1]:
         raise NgfError(f"dataset {name!r}: train examples {shapes[0]} and test examples {shapes[1]} differ in shape")
     return data
+
+
+def _check_images(x, array: str, name: str) -> None:
+    """uint8 pixels, or floats already in [0, 1]; anything else would be scaled wrongly without a word."""
+    if x.dtype == np.uint8:
+        return
+    if not np.issubdtype(x.dtype, np.floating):
+        raise NgfError(f"dataset {name!r}: {array} is {x.dtype}; images must be uint8 pixels (0..255) "
+                       "or floats in [0, 1]")
+    low, high = float(np.min(x)), float(np.max(x))
+    if not 0.0 <= low <= high <= 1.0:  # NaN fails too
+        raise NgfError(f"dataset {name!r}: {array} holds floats from {low:g} to {high:g}; float images must "
+                       "lie in [0, 1] (give pixels 0..255 as uint8)")

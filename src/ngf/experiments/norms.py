@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from ngf.core.engine import Engine, prepare_inputs
-from ngf.core.init import initialise
+from ngf.core.init import initialise, seed_key
 from ngf.core.network import Network
 from ngf.runs import checkpoint
 from ngf.runs.config import RunConfig, make_optimizer
@@ -54,7 +54,7 @@ def run_norms(folder: Path, registry, batch: int = 512) -> dict:
     n_train = len(data.x_train)
     engine = Engine(net, rule, make_optimizer(config, n_train // config.batch_size), config.batch_size,
                     n_train, 1)
-    rule_key, _ = jax.random.split(jax.random.key(config.seed))
+    rule_key, _ = jax.random.split(seed_key(config.seed))
     start = engine.init(rule_key, params)
     x, y = jnp.asarray(data.x_train[:batch]), jnp.asarray(data.y_train[:batch])
     norms = {"init": update_norms(net, rule, start.params, start.rule_state, x, y)}

@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ngf.core.errors import NgfError
+from ngf.data.forms import is_form
 from ngf.host.options import MODEL_POSITIONAL, coerce, factory_options
 from ngf.runs.config import RunConfig
 
-NOT_GRIDDED = ("rule", "dataset", "seed", "out", "overwrite", "resume", "rule_opts", "model_opts")
+NOT_GRIDDED = ("rule", "dataset", "seed", "out", "overwrite", "resume", "rule_opts", "model_opts", "dataset_opts",
+               "log", "experiment")
 
 
 class Planned(NamedTuple):
@@ -44,9 +46,13 @@ def split_list(text: str, flag: str, kind=str) -> list:
     if not items:
         raise NgfError(f"{flag} expects a comma-separated list, got {text!r}")
     try:
-        return [kind(t) for t in items]
+        values = [kind(t) for t in items]
     except ValueError:
         raise NgfError(f"{flag} expects a comma-separated list of integers, got {text!r}") from None
+    repeated = [v for i, v in enumerate(values) if v in values[:i]]
+    if repeated:  # the same run twice would count as two seeds or variants (± 0.00)
+        raise NgfError(f"{flag} lists {repeated[0]} twice; give each once")
+    return values
 
 
 def parse_grid(items) -> list[tuple[str, list[str]]]:
@@ -62,6 +68,9 @@ def parse_grid(items) -> list[tuple[str, list[str]]]:
             raise NgfError(f"--grid {key} has no values")
         if key in dict(grid):
             raise NgfError(f"--grid {key} is given twice")
+        repeated = [v for i, v in enumerate(parts) if v in parts[:i]]
+        if repeated:
+            raise NgfError(f"--grid {key} lists {repeated[0]} twice; give each once")
         grid.append((key, parts))
     return grid
 
@@ -73,22 +82,44 @@ def _option_names(registry, kind: str, name) -> set[str]:
     return {o.name for o in factory_options(registry.get(kind, name).factory, skip)}
 
 
-def _set(config: RunConfig, key: str, value: str, registry) -> RunConfig:
-    """``config`` with grid ``key`` set to ``value`` (see the module docstring for the order)."""
+def grid_target(config: RunConfig, key: str, registry) -> tuple[str, str]:
+    """What grid ``key`` sets in ``config``: ``("run", field)``, ``("rule", option)`` or ``("model", option)``
+    (see the module docstring for the order); ``batch-size`` and ``batch_size`` are one target."""
     scope, dot, name = key.partition(".")
     if dot and scope in ("rule", "model"):
-        field = f"{scope}_opts"
-        return dataclasses.replace(config, **{field: {**getattr(config, field), name: value}})
+        return scope, name
     run_key = key.replace("-", "_")
-    fields = {f.name: f for f in dataclasses.fields(RunConfig)}
-    if run_key in fields and run_key not in NOT_GRIDDED:
-        default = fields[run_key].default
-        return dataclasses.replace(config, **{run_key: coerce(value, default, f"--grid {key}")})
+    if run_key in {f.name for f in dataclasses.fields(RunConfig)} and run_key not in NOT_GRIDDED:
+        return "run", run_key
     for scope in ("rule", "model"):
         if key in _option_names(registry, scope, getattr(config, scope)):
-            return _set(config, f"{scope}.{key}", value, registry)
+            return scope, key
     raise NgfError(f"--grid {key}: not a run option, nor an option of rule {config.rule!r} "
                    f"or model {config.model!r}")
+
+
+def _set(config: RunConfig, key: str, value: str, registry) -> RunConfig:
+    """``config`` with grid ``key`` set to ``value``."""
+    scope, name = grid_target(config, key, registry)
+    if scope == "run":
+        default = {f.name: f for f in dataclasses.fields(RunConfig)}[name].default
+        return dataclasses.replace(config, **{name: coerce(value, default, f"--grid {key}")})
+    field = f"{scope}_opts"
+    return dataclasses.replace(config, **{field: {**getattr(config, field), name: value}})
+
+
+def _set_point(config: RunConfig, point: tuple, registry) -> RunConfig:
+    """``config`` with every ``(key, value)`` of a grid point set; two keys naming one target are refused."""
+    seen: dict = {}
+    for key, value in point:
+        target = grid_target(config, key, registry)
+        if target in seen:  # aliases (batch-size, batch_size; beta, rule.beta) would run once under two labels
+            scope, name = target
+            raise NgfError(f"--grid {seen[target]} and --grid {key} both set "
+                           f"{name if scope == 'run' else scope + '.' + name}; give one of them")
+        seen[target] = key
+        config = _set(config, key, value, registry)
+    return config
 
 
 def rule_opts_for(rule: str, opts: dict, registry, rules) -> dict:
@@ -119,20 +150,19 @@ def plan(base: RunConfig, rules, datasets, seeds, grid, out: Path, registry) -> 
     """Every run of the experiment, in order: rule, grid point, dataset, seed."""
     for kind, names in (("rule", rules), ("dataset", datasets), ("model", [base.model])):
         for name in names:  # fail on a misspelt name before the first run, not after hours
-            if isinstance(name, str):
+            if isinstance(name, str) and not (kind == "dataset" and is_form(name)):  # hf:..., folder:...
                 registry.get(kind, name)
     runs = []
     points = list(itertools.product(*[[(k, v) for v in values] for k, values in grid]))
     for rule in rules:
         opts = rule_opts_for(rule, base.rule_opts, registry, rules)
         for point in points:
-            config = dataclasses.replace(base, rule=rule, rule_opts=opts)
-            for key, value in point:
-                config = _set(config, key, value, registry)
+            config = _set_point(dataclasses.replace(base, rule=rule, rule_opts=opts), point, registry)
             label = " ".join([rule] + [f"{k}={v}" for k, v in point])
             for dataset, seed in itertools.product(datasets, seeds):
-                folder = Path(out) / dataset / slug(label) / f"seed{seed}"
+                folder = Path(out) / slug(dataset) / slug(label) / f"seed{seed}"
                 runs.append(Planned(label, dataset, seed, folder,
-                                    dataclasses.replace(config, dataset=dataset, seed=seed, out=str(folder)),
+                                    dataclasses.replace(config, dataset=dataset, seed=seed, out=str(folder),
+                                                        experiment=str(out)),  # loggers group the runs by it
                                     point))
     return runs

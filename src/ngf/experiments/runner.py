@@ -9,16 +9,21 @@ error unless ``overwrite`` is set (which reruns everything).
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Callable
 
 from ngf.core.errors import Diverged, NgfError
 from ngf.experiments.plan import Planned
+from ngf.experiments.precheck import check_plan
+from ngf.experiments.results import METRICS
+from ngf.experiments.runs import read_summary
 from ngf.runs import checkpoint
 from ngf.runs.api import run
 from ngf.runs.callbacks import Callbacks
 from ngf.runs.configfile import CONFIG_FILE, read, resolved
+from ngf.runs.files import holds_files
+
+TABLE_KEYS = ("rule", "model", "epochs", "epoch_seconds", "wall_seconds", *METRICS)  # what results.md reads
 
 
 def _comparable(record: dict) -> dict:
@@ -40,38 +45,68 @@ def same_config(folder: Path, config, registry) -> bool:
     return _comparable(read(folder / CONFIG_FILE)) == _comparable(planned)
 
 
+def finished_summary(path: Path) -> dict | None:
+    """The summary of a run that completed or diverged; None for one interrupted, missing or damaged
+    (cut off, not JSON, without its history or metrics), which is then resumed or run again."""
+    if not path.is_file():
+        return None
+    try:
+        summary = read_summary(path)
+    except NgfError:
+        return None
+    if summary.get("status", "completed") == "interrupted" or any(key not in summary for key in TABLE_KEYS):
+        return None
+    return summary
+
+
 def prepare(item: Planned, registry, overwrite: bool):
     """``(config to run, finished summary or None)`` for one planned run."""
     folder, config = item.folder, item.config
-    if overwrite or not folder.is_dir() or not any(folder.iterdir()):
+    if overwrite or not holds_files(folder):  # a lock or temporary file a kill left is not a run
         return dataclasses.replace(config, overwrite=True), None
     if not (folder / CONFIG_FILE).is_file() or not same_config(folder, config, registry):
         raise NgfError(f"{folder} holds a run with another configuration; pass --overwrite or choose another --out")
-    if (folder / "summary.json").is_file():
-        summary = json.loads((folder / "summary.json").read_text())
-        if summary.get("status", "completed") != "interrupted":  # completed or diverged: done
-            return config, summary
+    summary = finished_summary(folder / "summary.json")
+    if summary is not None:  # completed or diverged: done
+        return config, summary
     if (folder / checkpoint.CHECKPOINT).is_file():
         return dataclasses.replace(config, resume=True), None
     return dataclasses.replace(config, overwrite=True), None
 
 
 def execute(runs: list[Planned], registry, make_callbacks: Callable[[Planned], Callbacks] | None = None,
-            overwrite: bool = False, report: Callable[[str], None] = print) -> list[dict]:
-    """Run (or read back, or resume) every planned run; return their summaries in order."""
-    for item in runs:  # check every folder before spending hours on the first runs
-        prepare(item, registry, overwrite)
+            overwrite: bool = False, report: Callable[[str], None] = print,
+            executor: tuple[str, str | None] = ("local", None)) -> list[dict]:
+    """Run (or read back, or resume) every planned run; return their summaries in order.
+
+    ``executor`` is ``("local", None)`` (one run after another in this process) or
+    ``("ray", ADDRESS or None)`` (every run still to train as a Ray task,
+    ``ngf.experiments.ray_executor``).
+    """
+    check_plan(runs, registry)  # every run's options, rule and model, then every folder, before hours of work
+    prepared = [prepare(item, registry, overwrite) for item in runs]
     summaries = []
-    for index, item in enumerate(runs, 1):
-        config, summary = prepare(item, registry, overwrite)
+    for index, (item, (config, summary)) in enumerate(zip(runs, prepared), 1):
         what = "finished earlier" if summary else ("resuming" if config.resume else "running")
         report(f"[{index}/{len(runs)}] {item.label} · {item.dataset} · seed {item.seed}: {what}")
-        if summary is None:
-            callbacks = make_callbacks(item) if make_callbacks else None
-            try:
-                summary = run(config, registry=registry, callbacks=callbacks)
-            except Diverged as exc:  # one diverging variant does not end the experiment
-                report(f"[{index}/{len(runs)}] {item.label} · {item.dataset} · seed {item.seed}: {exc}")
-                summary = exc.summary
+        if summary is None and executor[0] == "local":
+            summary = _run_here(index, len(runs), item, config, registry, make_callbacks, report)
         summaries.append(summary)
+    todo = [(i, f"[{i + 1}/{len(runs)}] {item.label} · {item.dataset} · seed {item.seed}", prepared[i][0])
+            for i, item in enumerate(runs) if summaries[i] is None]
+    if todo:
+        from ngf.experiments.ray_executor import run_on_ray
+
+        for i, summary in run_on_ray(todo, registry, executor[1], report=report).items():
+            summaries[i] = summary
     return summaries
+
+
+def _run_here(index: int, count: int, item: Planned, config, registry, make_callbacks, report) -> dict:
+    """One run in this process; a diverged run's summary (one diverging variant does not end the experiment)."""
+    callbacks = make_callbacks(item) if make_callbacks else None
+    try:
+        return run(config, registry=registry, callbacks=callbacks)
+    except Diverged as exc:
+        report(f"[{index}/{count}] {item.label} · {item.dataset} · seed {item.seed}: {exc}")
+        return exc.summary

@@ -10,7 +10,8 @@ from ngf.experiments.results import Result
 from ngf.runs.configfile import CONFIG_FILE, read
 
 RUN_FILES = ("summary.json", "metrics.jsonl")
-NOT_LABELS = ("seed", "dataset", "out", "overwrite", "resume", "data_dir", "steps_per_call", "log_csv")
+HISTORY_KEYS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy")  # what figures read
+NOT_LABELS = ("seed", "dataset", "out", "overwrite", "resume", "data_dir", "steps_per_call", "log_csv", "log")
 
 
 def find_runs(paths) -> list[Path]:
@@ -27,15 +28,54 @@ def find_runs(paths) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
+def _damaged(path: Path, why: str) -> NgfError:
+    return NgfError(f"{path} is damaged: {why}; run the run again, or leave its folder out")
+
+
+def _epochs(records, path: Path, where: str) -> list[dict]:
+    """``records`` if each is an epoch's metrics (what the tables and figures read)."""
+    for n, record in enumerate(records, 1):
+        if not isinstance(record, dict) or any(key not in record for key in HISTORY_KEYS):
+            raise _damaged(path, f"{where} {n} is not an epoch's metrics ({', '.join(HISTORY_KEYS)})")
+    return list(records)
+
+
+def read_summary(path: Path) -> dict:
+    """A run's ``summary.json``, with its ``history`` of epochs; a damaged one is an ``NgfError`` naming it."""
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise _damaged(path, f"not JSON ({' '.join(str(exc).split())[:80]})") from None
+    if not isinstance(summary, dict) or not isinstance(summary.get("history"), list):
+        raise _damaged(path, "it holds no history of epochs")
+    _epochs(summary["history"], path, "history entry")
+    return summary
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """A run's ``metrics.jsonl``, one epoch per line; a cut-off or garbled line is an ``NgfError`` naming it."""
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _damaged(path, f"unreadable ({exc})") from None
+    records = []
+    for n, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                raise _damaged(path, f"line {n} is not JSON (cut off?)") from None
+    return _epochs(records, path, "line")
+
+
 def load_run(folder: Path) -> tuple[dict, dict]:
     """``(config record, summary)``; an unfinished run's summary holds its history so far."""
     summary = None
     if (folder / "summary.json").is_file():
-        summary = json.loads((folder / "summary.json").read_text())
+        summary = read_summary(folder / "summary.json")
     config = read(folder / CONFIG_FILE) if (folder / CONFIG_FILE).is_file() else (summary or {}).get("config", {})
     if summary is None:
-        lines = (folder / "metrics.jsonl").read_text().splitlines()
-        history = [json.loads(line) for line in lines if line.strip()]
+        history = read_metrics(folder / "metrics.jsonl")
         if not history:
             raise NgfError(f"{folder} has no finished epoch yet")
         summary = {"rule": config.get("rule", "?"), "model": config.get("model", "?"),

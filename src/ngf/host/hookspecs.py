@@ -34,15 +34,20 @@ def ngf_register_models():
 
 @hookspec
 def ngf_register_datasets():
-    """Return ``{name: factory}``; ``factory(data_dir=None)`` returns a ``DataSplits``."""
+    """Return ``{name: factory}``; ``factory(data_dir=None, **options)`` returns a ``DataSplits``.
+
+    Keyword options after ``data_dir`` are set with ``--dataset-opt NAME=VALUE``.
+    """
 
 
 @hookspec
 def ngf_run_start(config, info):
     """Called once a run's data, model and rule are ready, before the first step.
 
-    ``config`` is the run's ``RunConfig``; ``info`` holds the names ``rule``, ``model``
-    and ``dataset``, and ``steps_per_epoch``, ``steps_per_call`` and ``device``.
+    ``config`` is a read-only view of the run's ``RunConfig``; ``info`` holds the names
+    ``rule``, ``model`` and ``dataset``, ``steps_per_epoch``, ``steps_per_call``,
+    ``device``, and ``history``: the records of the epochs a resumed run already holds
+    (empty for a fresh run).
     """
 
 

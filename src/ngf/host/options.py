@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import numbers
 import re
 from typing import Any, Callable
+
+import numpy as np
 
 from ngf.core.errors import NgfError
 
@@ -23,18 +26,22 @@ class Option:
 
 
 def _arg_docs(factory: Callable) -> dict[str, str]:
-    """Descriptions from the ``Args:`` section of a Google-style docstring."""
+    """Descriptions from the ``Args:`` section of a Google-style docstring, continuation lines joined."""
     doc = inspect.getdoc(factory) or ""
-    found, section = {}, False
+    found, section, current, indent = {}, False, None, 0
     for line in doc.splitlines():
         if line.strip() in ("Args:", "Arguments:"):
             section = True
         elif section:
+            depth = len(line) - len(line.lstrip())
             match = re.match(r"\s+(\w+)(?: \(.*?\))?:\s*(.*)", line)
-            if match:
-                found[match.group(1)] = match.group(2)
+            if current is not None and line.strip() and depth > indent:  # the description goes on
+                found[current] = f"{found[current]} {line.strip()}".strip()
+            elif match:
+                current, indent = match.group(1), depth
+                found[current] = match.group(2)
             elif line and not line.startswith(" "):
-                section = False
+                section, current = False, None
     return found
 
 
@@ -79,10 +86,30 @@ def _coerce_scalar(text: str, like: Any, label: str):
     return text
 
 
+def _typed(value: Any, like: Any, label: str):
+    """A value given as itself (TOML, Python) where ``like`` is a bool, an int or a list of them: checked,
+    never truncated (``int(16.9)`` would build a 16-wide layer while the files record 16.9)."""
+    if isinstance(like, bool):
+        if not isinstance(value, (bool, np.bool_)):
+            raise NgfError(f"{label} expects true or false, got {value!r}")
+        return bool(value)
+    if isinstance(like, int):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+            raise NgfError(f"{label} expects an integer, got {value!r}")
+        return int(value)
+    if isinstance(like, (tuple, list)) and like and isinstance(value, (tuple, list)):
+        return tuple(_typed(v, like[0], label) for v in value)
+    return value
+
+
 def coerce(text: Any, default: Any, label: str):
-    """Convert ``text`` to the type of ``default``; tuples are comma-separated."""
+    """Convert ``text`` to the type of ``default``; tuples are comma-separated.
+
+    A value that is not text is checked instead where the default is a bool, an integer
+    or a list of them (``widths = [true, 16.9]`` is refused, not read as 1-16).
+    """
     if not isinstance(text, str):
-        return text
+        return _typed(text, default, label)
     if isinstance(default, (tuple, list)):
         like = default[0] if default else None
         parts = [p for p in text.replace(" ", "").split(",") if p]

@@ -20,6 +20,7 @@ BLOCK_ENV = "NGF_BLOCK_PLUGINS"
 KINDS = ("rule", "model", "dataset")
 REGISTER_HOOKS = {"rule": "ngf_register_rules", "model": "ngf_register_models",
                   "dataset": "ngf_register_datasets"}
+PLUGIN_FAILURES = (Exception, SystemExit)  # a plugin's sys.exit() is its own failure, not ngf's exit status
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,9 +41,9 @@ class Entry:
             built = self.factory(*args, **kwargs)
         except NgfError:
             raise
-        except Exception as exc:
+        except PLUGIN_FAILURES as exc:
             raise NgfError(one_line(f"{self.kind} {self.name!r} of plugin {self.plugin!r} failed: "
-                                    f"{type(exc).__name__}: {exc}")) from exc
+                                    f"{failure_text(exc)}")) from exc
         if not isinstance(built, expected):
             raise NgfError(f"{self.kind} {self.name!r} of plugin {self.plugin!r} returned a value of "
                            f"type {type(built).__name__}, not a {expected.__name__}")
@@ -69,6 +70,7 @@ class Registry:
     problems: list[str] = dataclasses.field(default_factory=list)
     plugins: dict[str, PluginInfo] = dataclasses.field(default_factory=dict)
     manager: pluggy.PluginManager | None = None  # calls the lifecycle hooks of a run
+    withheld: dict[tuple[str, str], str] = dataclasses.field(default_factory=dict)  # (kind, name) -> blocked plugin
 
     def table(self, kind: str) -> dict[str, Entry]:
         """The table for ``kind`` ("rule", "model" or "dataset")."""
@@ -78,8 +80,20 @@ class Registry:
         """Look a name up, or raise an error listing the valid names."""
         table = self.table(kind)
         if name not in table:
-            raise unknown_name(kind, name, table)
+            raise self._unknown(kind, name)
         return table[name]
+
+    def _unknown(self, kind: str, name: str) -> NgfError:
+        """The unknown-name error, saying which blocked plugin provides the name (or may)."""
+        error = unknown_name(kind, name, self.table(kind))
+        if (kind, name) in self.withheld:
+            return NgfError(f"{error}; plugin {self.withheld[kind, name]!r}, which provides it, is blocked "
+                            f"(--block-plugin or ${BLOCK_ENV})")
+        known = set(self.withheld.values())
+        maybe = [n for n, info in self.plugins.items() if info.status == "blocked" and n not in known]
+        if maybe:
+            return NgfError(f"{error}; blocked plugins, which may provide it: {', '.join(maybe)}")
+        return error
 
     def provided_by(self, plugin: str) -> list[str]:
         """What ``plugin`` contributes: ``"rule usf"``, ``"hook ngf_epoch_end"``, ..."""
@@ -103,8 +117,15 @@ def one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def _failure(registry: Registry, name: str, what: str, exc: Exception) -> None:
-    registry.problems.append(one_line(f"plugin {name!r} {what}: {type(exc).__name__}: {exc}"))
+def failure_text(exc: BaseException) -> str:
+    """What a plugin's exception says: ``"ValueError: bad"``, or ``"it called sys.exit(3)"``."""
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _failure(registry: Registry, name: str, what: str, exc: BaseException) -> None:
+    registry.problems.append(one_line(f"plugin {name!r} {what}: {failure_text(exc)}"))
 
 
 def _mark(registry: Registry, name: str, status: str) -> None:
@@ -129,7 +150,7 @@ def _add(manager, registry: Registry, name: str, load: Callable, version: str | 
         if manager.is_registered(plugin):  # already loaded under another name
             return
         manager.register(plugin, name=name)
-    except Exception as exc:  # a broken plugin must not take the others down
+    except PLUGIN_FAILURES as exc:  # a broken plugin must not take the others down
         registry.plugins[name] = PluginInfo(name, version or "unknown", source, "failed to load")
         _failure(registry, name, "failed to load", exc)
         return
@@ -159,7 +180,7 @@ def _collect(manager, registry: Registry) -> None:
         for impl in getattr(manager.hook, hook_name).get_hookimpls():  # registration order
             try:
                 found = _checked(impl.function(), hook_name)
-            except Exception as exc:
+            except PLUGIN_FAILURES as exc:
                 _failure(registry, impl.plugin_name, f"failed in {hook_name}", exc)
                 _mark(registry, impl.plugin_name, f"failed in {hook_name}")
                 continue
@@ -176,6 +197,16 @@ def blocked_names(blocked=()) -> set[str]:
     """``blocked`` plus the comma-separated names in ``$NGF_BLOCK_PLUGINS``."""
     from_env = os.environ.get(BLOCK_ENV, "").split(",")
     return set(blocked) | {name.strip() for name in from_env if name.strip()}
+
+
+def _withhold(registry: Registry, module_name: str) -> None:
+    """Note what a blocked built-in plugin registers (ngf's own code, safe to import), so that asking
+    for one of its names says the plugin is blocked rather than that the name is unknown."""
+    module = importlib.import_module(module_name)
+    for kind, hook_name in REGISTER_HOOKS.items():
+        hook = getattr(module, hook_name, None)
+        for name in (hook() if callable(hook) else {}):
+            registry.withheld[kind, name] = module_name
 
 
 def _module_loader(module_name: str) -> Callable:
@@ -199,6 +230,8 @@ def load_registry(extra_plugins=(), blocked=(), autoload: bool | None = None) ->
     for module_name in BUILTIN_PLUGINS:
         _add(manager, registry, module_name, _module_loader(module_name), __version__, "built-in",
              module_name in blocked)
+        if module_name in blocked:
+            _withhold(registry, module_name)
     if autoload is None:
         autoload = not os.environ.get(DISABLE_AUTOLOAD_ENV)
     if autoload:

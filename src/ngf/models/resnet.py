@@ -1,4 +1,4 @@
-"""The residual network ``resnet``: normalisation-free, sized for 28×28 images.
+"""The residual network ``resnet``: normalisation-free, for grey or colour images of any size.
 
 A graph of nodes (docs/rules.md#graph), each holding at most one convolution: a residual
 block z ↦ f(skip(z) + α·conv₂(g(conv₁(z)))) (He et al. 2016, without batch
@@ -8,6 +8,12 @@ activation f. The identity skip is an edge; a projection shortcut (a 1×1 convol
 when the shape changes) is a node of its own on the skip path. So every rule reaches
 each convolution through the shared backward walk, and a rule that reads no other
 node's forward weights reads none inside a block either.
+
+``RESNET20`` gives He et al.'s CIFAR-10 ResNet-20 (2016, section 4.2): a 3×3 stem of 16
+channels without pooling, 3 stages × 3 blocks of 16, 32 and 64 channels, global average
+pooling and a dense layer to the logits: 6·3 + 2 = 20 weighted layers, plus the two 1×1
+projection shortcuts where the stages change shape (their "option B"; the paper's
+CIFAR networks pad the identity with zeros instead), and no batch normalisation.
 """
 
 from __future__ import annotations
@@ -85,17 +91,28 @@ def _block_plan(widths, blocks) -> list[tuple[int, int]]:
 
 HEADS = ("flatten", "global")
 
+#: He et al. (2016)'s CIFAR ResNet-20 layout (``resnet(..., **RESNET20)``; on the command line
+#: ``--model resnet --model-opt stem=16 --model-opt widths=16,32,64 --model-opt blocks=3
+#: --model-opt head=global --model-opt stem_pool=false``).
+RESNET20 = {"stem": 16, "widths": (16, 32, 64), "blocks": (3, 3, 3), "head": "global", "stem_pool": False}
+
 
 def resnet(input_shape, n_classes: int, *, rngs: nnx.Rngs, stem: int = 16, widths: tuple = (16, 32),
            blocks: tuple = (1, 1), activation: str = "relu", branch_scale: float = 1.0,
-           head: str = "flatten", conv_method: str = "xla") -> Graph:
-    """A small residual network: stem conv + pool, residual stages, a dense head.
+           head: str = "flatten", stem_pool: bool = True, conv_method: str = "xla") -> Graph:
+    """A small residual network: stem conv (+ pool), residual stages, a dense head (``**RESNET20``: ResNet-20).
 
-    Nodes: the stem, a 3×3 convolution whose map ends with 2×2 max pooling; then three
-    nodes per residual block (conv₁, conv₂, the sum), four with a projection shortcut;
-    then a dense node to the logits, on the last block's flattened output or, with
-    ``head=global``, on its global average. Every stage after the first starts with
-    stride 2. Every activation is elementwise (docs/rules.md#notation).
+    Nodes: the stem, a 3×3 convolution whose map ends with 2×2 max pooling (unless
+    ``stem_pool=false``); then three nodes per residual block (conv₁, conv₂, the sum),
+    four with a projection shortcut; then a dense node to the logits, on the last
+    block's flattened output or, with ``head=global``, on its global average. Every
+    stage after the first starts with stride 2. Every activation is elementwise
+    (docs/rules.md#notation). Images may be grey or colour ([H, W] or [H, W, C]) and of
+    any size of at least 2×2.
+
+    ``RESNET20`` is the option set of He et al.'s CIFAR ResNet-20: ``stem=16
+    widths=16,32,64 blocks=3 head=global stem_pool=false`` (20 weighted layers and two
+    projection shortcuts, no batch normalisation).
 
     Global pooling is not the default: its feedback is the same at every position,
     so under fa and lra each output channel's weights all moved one way and the
@@ -108,6 +125,7 @@ def resnet(input_shape, n_classes: int, *, rngs: nnx.Rngs, stem: int = 16, width
       activation: activation inside and after each block: relu, tanh, gelu, elu...
       branch_scale: α in z' = f(skip(z) + α·branch(z)) (small values start near the identity).
       head: ``flatten`` (dense layer on the last block's whole output) or ``global`` (on its spatial mean).
+      stem_pool: end the stem with 2×2 max pooling (false: the blocks see the full image, as in ResNet-20).
       conv_method: how convolutions are computed: xla (lax.conv), patches (im2col) or shifts (the same map).
     """
     act = activation_by_name(activation)
@@ -121,7 +139,8 @@ def resnet(input_shape, n_classes: int, *, rngs: nnx.Rngs, stem: int = 16, width
         raise NgfError(f"resnet needs images of at least 2×2, got {tuple(input_shape)}")
     check_conv_method(conv_method)
     g = GraphBuilder()
-    z = g.add(PooledConv(depth, int(stem), 3, act, method=conv_method, rngs=rngs))
+    stem_kind = PooledConv if stem_pool else Conv
+    z = g.add(stem_kind(depth, int(stem), 3, act, method=conv_method, rngs=rngs))
     depth = int(stem)
     for out, stride in plan:
         z = residual_block(g, z, depth, out, act, stride=stride, branch_scale=float(branch_scale),
@@ -130,7 +149,8 @@ def resnet(input_shape, n_classes: int, *, rngs: nnx.Rngs, stem: int = 16, width
     if head == "global":
         g.add(Dense(depth, n_classes, pool=GlobalMeanPool(), rngs=rngs), z)
     else:
-        height, width = _after_blocks(height // 2, width // 2, plan)
+        shrink = 2 if stem_pool else 1
+        height, width = _after_blocks(height // shrink, width // shrink, plan)
         g.add(Dense(height * width * depth, n_classes, rngs=rngs), z)
     return g.build()
 

@@ -1,4 +1,5 @@
-"""Built-in plugins: rules, models, datasets and the CSV logger, through ngf's own hooks."""
+"""Built-in plugins: rules, models, datasets and the CSV, TensorBoard, W&B and MLflow loggers,
+through ngf's own hooks."""
 
 BUILTIN_PLUGINS = (
     "ngf.plugins.bp",
@@ -16,4 +17,7 @@ BUILTIN_PLUGINS = (
     "ngf.plugins.resnet_plugin",
     "ngf.plugins.datasets",
     "ngf.plugins.csv_logger",
+    "ngf.plugins.tensorboard_logger",
+    "ngf.plugins.wandb_logger",
+    "ngf.plugins.mlflow_logger",
 )

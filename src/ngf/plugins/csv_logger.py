@@ -1,7 +1,10 @@
 """The built-in CSV logger: one row per epoch in ``--log-csv PATH`` (``RunConfig.log_csv``).
 
 It keeps no state between hooks, so concurrent runs in one process do not mix: the
-run's start empties the file, each epoch appends a row (the header goes first).
+run's start empties the file, each epoch appends a row (the header goes first). A
+resumed run starts the file again from the epochs its checkpoint holds (``info["history"]``)
+and appends the rest, so the file ends with every epoch once, as ``metrics.jsonl`` does,
+even when a kill came between a checkpoint and its row.
 """
 
 from __future__ import annotations
@@ -18,12 +21,18 @@ def _path(config) -> Path | None:
 
 
 @hookimpl
-def ngf_run_start(config):
-    """Create (or empty) the CSV file."""
+def ngf_run_start(config, info):
+    """Create the CSV file: empty, or holding the rows of the epochs a resumed run already has."""
     path = _path(config)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("")
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    done = list(info.get("history") or []) if getattr(config, "resume", False) else []
+    with open(path, "w", newline="") as handle:
+        if done:
+            writer = csv.DictWriter(handle, fieldnames=list(done[0]), extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(done)
 
 
 @hookimpl

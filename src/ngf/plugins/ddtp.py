@@ -160,7 +160,7 @@ def ddtp(
       q_scale: Q's initial scale, in units of Glorot's standard deviation.
       q_dist: Q's initial distribution, ``normal`` or ``uniform``.
     """
-    check_distribution(q_dist)
+    check_distribution(q_dist, "ddtp option q_dist")
     beta, q_lr, q_decay = (number("ddtp", n, v, minimum=0) for n, v in
                            (("beta", beta), ("q_lr", q_lr), ("q_decay", q_decay)))
     noise, q_scale = (number("ddtp", n, v, minimum=0, exclusive=True) for n, v in

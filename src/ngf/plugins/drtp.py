@@ -26,7 +26,7 @@ def drtp(scale: float = 1.0, dist: str = "normal") -> LearningRule:
       scale: D's scale, in units of Glorot's standard deviation for a size(z^l) × n_classes matrix.
       dist: D's distribution, ``normal`` or ``uniform`` (same standard deviation).
     """
-    check_distribution(dist)
+    check_distribution(dist, "drtp option dist")
     scale = number("drtp", "scale", scale, minimum=0, exclusive=True)
 
     def init(key, net, params):

@@ -150,7 +150,7 @@ def dtp(
       inverse_scale: ω's initial scale, in units of Glorot's standard deviation.
       inverse_dist: ω's initial distribution, ``normal`` or ``uniform``.
     """
-    check_distribution(inverse_dist)
+    check_distribution(inverse_dist, "dtp option inverse_dist")
     eta_hat, noise, inverse_lr = (number("dtp", n, v, minimum=0) for n, v in
                                   (("eta_hat", eta_hat), ("noise", noise), ("inverse_lr", inverse_lr)))
     inverse_scale = number("dtp", "inverse_scale", inverse_scale, minimum=0, exclusive=True)

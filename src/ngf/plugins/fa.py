@@ -22,7 +22,7 @@ def fa(scale: float = 1.0, dist: str = "normal") -> LearningRule:
       scale: B's scale, in units of Glorot's standard deviation for θ_l's shape.
       dist: B's distribution, ``normal`` or ``uniform`` (same standard deviation).
     """
-    check_distribution(dist)
+    check_distribution(dist, "fa option dist")
     scale = number("fa", "scale", scale, minimum=0, exclusive=True)
 
     def init(key, net, params):

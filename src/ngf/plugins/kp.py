@@ -38,7 +38,7 @@ def kp(decay: float = 3e-4, scale: float = 0.1, dist: str = "normal") -> Learnin
       scale: B's initial scale, in units of Glorot's standard deviation for θ_l's shape.
       dist: B's initial distribution, ``normal`` or ``uniform`` (same standard deviation).
     """
-    check_distribution(dist)
+    check_distribution(dist, "kp option dist")
     decay = number("kp", "decay", decay, minimum=0, maximum=0.5)
     scale = number("kp", "scale", scale, minimum=0, exclusive=True)
 

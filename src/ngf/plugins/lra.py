@@ -36,7 +36,7 @@ def lra(
       e_decay: λ with ``learn_e``: W and E both decay by λ per step, as in Kolen–Pollack
         (``kp``), so that E − γW shrinks; 0, the reference, keeps LRA-E's update alone.
     """
-    check_distribution(e_dist)
+    check_distribution(e_dist, "lra option e_dist")
     beta, gamma = (number("lra", n, v, minimum=0) for n, v in (("beta", beta), ("gamma", gamma)))
     e_scale = number("lra", "e_scale", e_scale, minimum=0, exclusive=True)
     e_decay = number("lra", "e_decay", e_decay, minimum=0, maximum=0.5)

@@ -163,7 +163,7 @@ def pc(steps: int = 10, rate: float = 0.05, beta: float = 0.05, feedback: str = 
     rate = number("pc", "rate", rate, minimum=0, maximum=1, exclusive=True)
     if feedback not in FEEDBACK:
         raise NgfError(f"unknown pc feedback {feedback!r}; valid feedbacks: {', '.join(FEEDBACK)}")
-    check_distribution(dist)
+    check_distribution(dist, "pc option dist")
     scale = number("pc", "scale", scale, minimum=0, exclusive=True)
     beta = number("pc", "beta", beta, minimum=0, exclusive=True)
     symmetric = feedback == "symmetric"

@@ -103,7 +103,7 @@ def pepita(f_scale: float = 0.01, dist: str = "uniform") -> LearningRule:
       f_scale: F's scale in the paper's units, entries uniform in ±f_scale·sqrt(6/size(x)) (paper 0.05; module notes).
       dist: F's distribution, ``uniform`` (the paper's) or ``normal`` (the same standard deviation).
     """
-    check_distribution(dist)
+    check_distribution(dist, "pepita option dist")
     f_scale = number("pepita", "f_scale", f_scale, minimum=0, exclusive=True)
 
     def init(key, net, params):

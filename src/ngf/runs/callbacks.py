@@ -4,15 +4,18 @@ Plugins that watch runs hear when a run starts, an epoch ends and a run ends.
 
 ngf calls each plugin's implementation itself rather than through pluggy's caller, so
 that one plugin raising cannot stop the others or the run: it is reported once, by
-name, on one line, and not called again in that run.
+name, on one line, and not called again in that run. Hooks see the run's config
+through a read-only ``ConfigView``: a hook that assigns to it fails (and is reported)
+instead of changing a run whose ``config.toml`` is already written.
 """
 
 from __future__ import annotations
 
+import types
 import warnings
 from typing import Callable
 
-from ngf.host.registry import one_line
+from ngf.host.registry import PLUGIN_FAILURES, failure_text, one_line
 
 
 class Callbacks:
@@ -37,6 +40,28 @@ class Callbacks:
     wants_progress = False
 
 
+class ConfigView:
+    """A read-only view of a ``RunConfig``: its fields read through, dicts as read-only mappings."""
+
+    __slots__ = ("_config",)
+
+    def __init__(self, config):
+        object.__setattr__(self, "_config", config)
+
+    def __getattr__(self, name: str):
+        value = getattr(object.__getattribute__(self, "_config"), name)
+        return types.MappingProxyType(value) if isinstance(value, dict) else value
+
+    def __setattr__(self, name: str, value) -> None:
+        raise AttributeError(f"the run's config is read-only (cannot set {name})")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"the run's config is read-only (cannot delete {name})")
+
+    def __repr__(self) -> str:
+        return f"ConfigView({object.__getattribute__(self, '_config')!r})"
+
+
 class LifecycleHooks:
     """Calls one lifecycle hook of every plugin in turn, dropping plugins that raise."""
 
@@ -52,17 +77,17 @@ class LifecycleHooks:
                 continue
             try:
                 impl.function(*(kwargs[name] for name in impl.argnames))
-            except Exception as exc:  # a broken observer must not end the run
+            except PLUGIN_FAILURES as exc:  # a broken observer, or one calling sys.exit(), must not end the run
                 self.failed.add(impl.plugin_name)
                 self.report(one_line(f"plugin {impl.plugin_name!r} failed in {hook_name}: "
-                                     f"{type(exc).__name__}: {exc} (not called again in this run)"))
+                                     f"{failure_text(exc)} (not called again in this run)"))
 
 
 class WithHooks:
     """A run's ``Callbacks`` that also call the plugins' lifecycle hooks after each event."""
 
     def __init__(self, callbacks, manager, config):
-        self.callbacks, self.config = callbacks, config
+        self.callbacks, self.config = callbacks, ConfigView(config)
         self.hooks = LifecycleHooks(manager, callbacks.on_problem)
         self.wants_progress = callbacks.wants_progress
 
@@ -81,9 +106,17 @@ class WithHooks:
         self.hooks.call("ngf_epoch_end", config=self.config, epoch=record["epoch"], record=dict(record))
 
     def on_end(self, summary: dict) -> None:
-        """The caller's ``on_end``, then every plugin's ``ngf_run_end``."""
-        self.callbacks.on_end(summary)
-        self.hooks.call("ngf_run_end", config=self.config, summary=dict(summary))
+        """The caller's ``on_end``, then every plugin's ``ngf_run_end``.
+
+        ``summary.json`` is written by then: an interruption here carries the summary (its
+        status stays what it was, ``completed`` or ``diverged``).
+        """
+        try:
+            self.callbacks.on_end(summary)
+            self.hooks.call("ngf_run_end", config=self.config, summary=dict(summary))
+        except KeyboardInterrupt as exc:
+            exc.summary = getattr(exc, "summary", None) or summary
+            raise
 
     def on_problem(self, message: str) -> None:
         """Pass a problem on to the caller's ``on_problem``."""

@@ -39,17 +39,21 @@ def _to_numpy(leaf) -> np.ndarray:
     return np.asarray(jax.random.key_data(leaf) if _is_key(leaf) else leaf)
 
 
-def encode(state, epoch: int, history: list) -> bytes:
-    """The bytes of a checkpoint of ``state`` after ``epoch`` epochs."""
+def encode(state, epoch: int, history: list, wall_seconds: float = 0.0) -> bytes:
+    """The bytes of a checkpoint of ``state`` after ``epoch`` epochs and ``wall_seconds`` of every process."""
     leaves = jax.device_get([_to_numpy(leaf) for leaf in jax.tree.leaves(state)])
-    payload = {"format": FORMAT, "epoch": epoch, "history": json.dumps(history),
+    payload = {"format": FORMAT, "epoch": epoch, "history": json.dumps(history), "wall_seconds": float(wall_seconds),
                "leaves": {f"{i:05d}": leaf for i, leaf in enumerate(leaves)}}
     return serialization.msgpack_serialize(payload)
 
 
 def decode(blob: bytes, template) -> tuple[object, int, list]:
     """``(state, epoch, history)`` from checkpoint bytes, shaped like ``template``."""
-    payload = serialization.msgpack_restore(blob)
+    return _restore(serialization.msgpack_restore(blob), template)
+
+
+def _restore(payload: dict, template) -> tuple[object, int, list]:
+    """``(state, epoch, history)`` from a checkpoint's payload, shaped like ``template``."""
     leaves, treedef = jax.tree.flatten(template)
     stored = [payload["leaves"][k] for k in sorted(payload["leaves"])]
     if payload.get("format") != FORMAT or len(stored) != len(leaves):
@@ -65,27 +69,36 @@ def decode(blob: bytes, template) -> tuple[object, int, list]:
     return jax.tree.unflatten(treedef, restored), int(payload["epoch"]), json.loads(payload["history"])
 
 
-def save(out: Path | None, state, history: list) -> None:
+def save(out: Path | None, state, history: list, wall_seconds: float = 0.0) -> None:
     """Write the checkpoint after ``len(history)`` epochs: temporary file, fsync, rename."""
     if out is None:
         return
-    atomic.write_bytes(Path(out) / CHECKPOINT, encode(state, len(history), history), sync=True)
+    atomic.write_bytes(Path(out) / CHECKPOINT, encode(state, len(history), history, wall_seconds), sync=True)
 
 
 def load(out: Path, template) -> tuple[object, list]:
     """``(state, history)`` from ``out``'s checkpoint."""
+    state, history, _ = _load(out, template)
+    return state, history
+
+
+def _load(out: Path, template) -> tuple[object, list, float]:
+    """``(state, history, wall seconds of the processes so far)`` from ``out``'s checkpoint."""
     path = Path(out) / CHECKPOINT
     if not path.is_file():
         raise NgfError(f"cannot resume: {path} does not exist (no epoch of that run finished)")
     try:
-        state, epoch, history = decode(path.read_bytes(), template)
+        payload = serialization.msgpack_restore(path.read_bytes())
+        state, epoch, history = _restore(payload, template)
         if not isinstance(history, list) or not 0 <= epoch <= len(history):
             raise ValueError(f"it holds {epoch} epochs but a history of {len(history)}")
+        history = history[:epoch]  # an older checkpoint has no wall time: its epochs' at least
+        seconds = float(payload.get("wall_seconds", sum(r.get("seconds", 0.0) for r in history)))
     except NgfError:
         raise
     except Exception as exc:  # msgpack's own errors, a wrong structure, bad JSON in the history
         raise unreadable(path, exc) from None
-    return state, history[:epoch]
+    return state, history, seconds
 
 
 def unreadable(path: Path, exc: Exception) -> NgfError:
@@ -119,22 +132,24 @@ def stored_history(out: Path | None) -> list:
         return []
 
 
-def start(out: Path | None, state, resume: bool) -> tuple[object, list]:
-    """The state and history a run starts from: fresh, or restored from ``out`` when resuming.
+def start(out: Path | None, state, resume: bool, writer: bool = True) -> tuple[object, list, float]:
+    """The state, history and wall seconds so far a run starts from: fresh, or restored from ``out``.
 
-    A fresh run removes a stale checkpoint; a resumed one rewrites ``metrics.jsonl``
-    to the epochs the checkpoint holds (a kill may have left a later line behind). A
-    run killed before its first checkpoint resumes from the start.
+    A fresh run leaves the folder alone (an overwritten run's files go when the new run
+    claims the folder, ``ngf.runs.folder``); a resumed one rewrites ``metrics.jsonl`` to
+    the epochs the checkpoint holds (a kill may have left a later line behind). A run
+    killed before its first checkpoint resumes from the start. Only a ``writer`` (process 0
+    of a multi-process run) rewrites anything.
     """
     if out is None:
         if resume:
             raise NgfError("--resume needs the run's folder")
-        return state, []
+        return state, [], 0.0
     if not resume:
-        (Path(out) / CHECKPOINT).unlink(missing_ok=True)
-        return state, []
-    history = []
+        return state, [], 0.0
+    history, seconds = [], 0.0
     if (Path(out) / CHECKPOINT).is_file() or not (Path(out) / CONFIG_FILE).is_file():
-        state, history = load(out, state)
-    write_metrics(out, history)
-    return state, history
+        state, history, seconds = _load(out, state)
+    if writer:
+        write_metrics(out, history)
+    return state, history, seconds

@@ -14,6 +14,7 @@ from ngf.core.errors import NgfError, unknown_name
 from ngf.core.init import parse_init
 from ngf.core.rule import LearningRule
 from ngf.data.splits import DataSplits
+from ngf.runs.loggers import check_log
 
 OPTIMIZERS: dict[str, Callable[[float], optax.GradientTransformation]] = {
     "adam": optax.adam,
@@ -61,6 +62,9 @@ class RunConfig:
     divergence_ratio: float = 1000.0  # a loss above this × max(initial loss, ln C) counts as divergence; 0: off
     rule_opts: dict = dataclasses.field(default_factory=dict)
     model_opts: dict = dataclasses.field(default_factory=dict)
+    dataset_opts: dict = dataclasses.field(default_factory=dict)  # the dataset's options (--dataset-opt)
+    log: tuple = ()  # loggers, NAME[:ARG] each: tensorboard, wandb, mlflow (ngf.runs.loggers)
+    experiment: str | None = None  # the compare/sweep folder of this run: loggers group its runs by it
 
     def validate(self) -> None:
         """Reject values no run could use."""
@@ -98,8 +102,18 @@ class RunConfig:
         for name in ("rule_opts", "model_opts"):
             if not isinstance(getattr(self, name), dict):
                 raise NgfError(f"{name} must be a dict of NAME: VALUE, got {getattr(self, name)!r}")
+            owner = name[:-5]  # options of an object would be recorded in config.toml, never used
+            if getattr(self, name) and not isinstance(getattr(self, owner), str):
+                raise NgfError(f"{name} set a registered {owner}'s options; this {owner} is an object, "
+                               f"so build it with its options instead")
         if self.schedule not in SCHEDULES:
             raise unknown_name("schedule", self.schedule, SCHEDULES)
         if self.optimizer not in OPTIMIZERS:
             raise unknown_name("optimizer", self.optimizer, OPTIMIZERS)
         parse_init(self.init)
+        if not isinstance(self.dataset_opts, dict):
+            raise NgfError(f"dataset_opts must be a dict of NAME: VALUE, got {self.dataset_opts!r}")
+        if self.dataset_opts and not isinstance(self.dataset, str):
+            raise NgfError("dataset_opts set a named dataset's options; this dataset is a DataSplits, so they "
+                           "would not be used")
+        check_log(self)

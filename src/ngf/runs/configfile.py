@@ -23,8 +23,9 @@ from ngf.host.options import MODEL_POSITIONAL, bind_options, factory_options
 from ngf.runs import atomic
 from ngf.runs.config import RunConfig
 from ngf.runs.files import CONFIG_FILE
-NOT_WRITTEN = ("out", "overwrite", "resume")
-OPTION_TABLES = ("rule_opts", "model_opts")
+NOT_WRITTEN = ("out", "overwrite", "resume", "experiment")
+MAX_BYTES = 1_000_000  # a config file larger than this is not one (``--config /dev/zero``)
+OPTION_TABLES = ("rule_opts", "model_opts", "dataset_opts")
 
 
 def _value(value: Any) -> str | None:
@@ -94,7 +95,11 @@ def read(path: str | Path) -> dict:
     path = Path(path)
     try:
         with open(path, "rb") as handle:
-            record = tomllib.load(handle)
+            text = handle.read(MAX_BYTES + 1)  # not all of /dev/zero
+        if len(text) > MAX_BYTES:
+            raise NgfError(f"config file {path} is larger than {MAX_BYTES // 1_000_000} MB; a run's config is "
+                           f"a few hundred bytes")
+        record = tomllib.loads(text.decode())
     except FileNotFoundError:
         raise NgfError(f"config file {path} does not exist") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
@@ -121,6 +126,9 @@ def resolved(config, registry, names: dict) -> dict:
     record.update(names)
     record["rule_opts"] = _complete("rule", config.rule, config.rule_opts, registry, ())
     record["model_opts"] = _complete("model", config.model, config.model_opts, registry, MODEL_POSITIONAL)
+    for name in ("dataset_opts", "log"):  # written only when set, so earlier runs' files still compare equal
+        if not record[name]:
+            del record[name]
     return record
 
 
@@ -146,11 +154,11 @@ def merge(base: dict, override: dict) -> dict:
     merged = dict(base)
     for key, value in override.items():
         if key in OPTION_TABLES:
-            owner = "rule" if key == "rule_opts" else "model"
+            owner = key[:-len("_opts")]  # rule, model or dataset
             keep = base.get(owner) == override.get(owner, base.get(owner))
             value = {**(base.get(key, {}) if keep else {}), **value}
         merged[key] = value
-    for key, owner in (("rule_opts", "rule"), ("model_opts", "model")):
+    for key, owner in (("rule_opts", "rule"), ("model_opts", "model"), ("dataset_opts", "dataset")):
         if owner in override and override[owner] != base.get(owner) and key not in override:
             merged.pop(key, None)
     return merged

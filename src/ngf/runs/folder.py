@@ -1,20 +1,30 @@
-"""The run folder (``out``): refused before any work if unusable, prepared, and cleaned up.
+"""The run folder (``out``): refused before any work if unusable, locked, prepared, and cleaned up.
 
-``check`` runs before the data and the model are loaded, ``prepare`` just before the
-first file is written, and ``discard`` removes what a run that failed before its
-first epoch wrote, so that nothing looks like a result.
+``check`` runs before the data and the model are loaded; ``prepare``, right after it,
+takes the folder's lock (one writer per folder: ``fcntl.flock`` on
+``DIR/.ngf.lock``, released by the kernel however the process ends) and returns the
+``RunFolder`` the run writes through. Its ``claim`` makes the folder the run's before
+its first file: with ``--overwrite`` the old run's files stay until then (the new run's
+first checkpoint, or its end if that comes first). ``close`` lets go of the lock and,
+after a failure before the first epoch, removes what the run wrote, so that nothing
+looks like a result.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import tempfile
 from pathlib import Path
+from typing import Callable
+
+import jax
 
 from ngf.core.errors import NgfError
-from ngf.runs import checkpoint
 from ngf.runs.config import RunConfig
-from ngf.runs.files import CHECKPOINT_FILE, CONFIG_FILE, remove_own_files
+from ngf.runs.files import (CHECKPOINT_FILE, CONFIG_FILE, LOCK_FILE, OWN_FILES, PROBE_PREFIX, holds_files,
+                            remove_debris, remove_own_files)
 
 
 def check(config: RunConfig) -> None:
@@ -32,9 +42,8 @@ def check(config: RunConfig) -> None:
                 raise NgfError(f"cannot resume: {out} does not exist")
             if not any((out / name).is_file() for name in (CHECKPOINT_FILE, CONFIG_FILE)):
                 raise NgfError(f"cannot resume: {out} holds no run ({CHECKPOINT_FILE} does not exist)")
-            checkpoint.check_readable(out)  # before the data and the model are loaded
-        elif out.is_dir() and any(out.iterdir()) and not config.overwrite:
-            raise NgfError(f"--out {out} already holds files; choose another folder or pass --overwrite")
+        elif holds_files(out) and not config.overwrite:  # a lock or temporary file a kill left is no run
+            raise _holds_files(out)
         for above in out.parents:  # the first folder that exists must be a folder
             if above.exists():
                 if not above.is_dir():
@@ -54,9 +63,9 @@ def _probe(out: Path) -> None:
     missing = [folder for folder in (out, *out.parents) if not folder.exists()]
     try:
         out.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(prefix=".ngf-probe-", dir=out)
+        handle, name = tempfile.mkstemp(prefix=PROBE_PREFIX, dir=out)
         os.close(handle)
-        os.unlink(name)
+        Path(name).unlink(missing_ok=True)
     except OSError as exc:
         raise NgfError(f"cannot write to --out {out}: {exc.strerror or exc}") from None
     finally:
@@ -67,40 +76,162 @@ def _probe(out: Path) -> None:
                 pass
 
 
-def prepare(config: RunConfig) -> tuple[Path | None, Path | None]:
-    """Create ``out`` (and missing parents) and clear a previous run's files from it.
+def _holds_files(out: Path) -> NgfError:
+    return NgfError(f"--out {out} already holds files; choose another folder or pass --overwrite")
 
-    Returns ``(out, created)``: ``created`` is the topmost folder this call made, which
-    ``discard`` removes if the run fails before its first epoch. Only ngf's own files
-    are removed from an existing folder (``--overwrite``); nothing else in it is touched.
+
+class FolderLock:
+    """An exclusive ``flock`` on ``DIR/.ngf.lock``, a file holding the holder's pid."""
+
+    def __init__(self, path: Path, handle: int):
+        self.path, self.handle = path, handle
+
+    def release(self) -> None:
+        """Remove the lock file while still holding it, then let go (a waiting opener then retries)."""
+        if self.handle is None:
+            return
+        try:
+            if _same_file(self.handle, self.path):
+                self.path.unlink()
+        except OSError:
+            pass
+        finally:
+            os.close(self.handle)
+            self.handle = None
+
+
+def _same_file(handle: int, path: Path) -> bool:
+    """Whether ``path`` still names the file open as ``handle`` (a releasing holder may have removed it)."""
+    try:
+        found = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(handle)
+    return (found.st_dev, found.st_ino) == (mine.st_dev, mine.st_ino)
+
+
+def _open_lock_file(path: Path) -> int:
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        return os.open(path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        path.unlink()  # a symbolic link where the lock goes: removed, never followed
+        return os.open(path, flags, 0o644)
+
+
+def lock(out: Path) -> FolderLock:
+    """Take ``out``'s lock without waiting; if another process holds it, ``NgfError`` naming its pid."""
+    path = Path(out) / LOCK_FILE
+    while True:
+        handle = _open_lock_file(path)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(handle, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(handle)
+            raise NgfError(f"{out} is in use by another ngf run (pid {holder}); wait for it to end "
+                           "or choose another --out") from None
+        if _same_file(handle, path):
+            break
+        os.close(handle)  # locked a file its holder removed as it ended: lock the new one
+    os.ftruncate(handle, 0)
+    os.pwrite(handle, f"{os.getpid()}\n".encode(), 0)
+    return FolderLock(path, handle)
+
+
+class RunFolder:
+    """The locked folder of one run (``out`` None: a run without files).
+
+    ``write_config`` writes the run's ``config.toml``; the caller sets it once the run's
+    names are resolved, before ``claim``. In a multi-process run only process 0 writes
+    the folder (docs/scaling.md): the others' ``RunFolder`` (``writer`` False) holds no
+    lock and neither removes nor writes anything.
+    """
+
+    def __init__(self, out: Path | None, created: Path | None, held: FolderLock | None, replaces: bool = False,
+                 write_config: Callable[[], None] = lambda: None, writer: bool = True):
+        self.out, self.created, self.held, self.writer = out, created, held, writer
+        self.replaces, self.write_config, self.claimed = replaces, write_config, False
+        self.resumed = False  # a resumed run's files are never removed: they are the run
+
+    @property
+    def writes(self) -> Path | None:
+        """Where this process writes the run's files: ``out``, or ``None`` where it does not write."""
+        return self.out if self.writer else None
+
+    def claim(self) -> None:
+        """Before the run's first file, once: remove an overwritten run's files, write config.toml."""
+        if self.claimed or self.out is None:
+            return
+        self.claimed = True
+        if not self.writer:
+            return
+        if self.replaces:
+            remove_own_files(self.out)
+        self.write_config()
+
+    def close(self, failed: bool) -> None:
+        """Let go of the lock; after a failure before the first epoch, remove what this run wrote first."""
+        if self.out is None or not self.writer:
+            return
+        try:
+            if failed and self.claimed and not self.resumed and not (self.out / CHECKPOINT_FILE).exists():
+                remove_own_files(self.out)
+        finally:
+            self.held.release()
+        if failed:
+            _remove_created(self.out, self.created)
+
+
+def _remove_created(out: Path, created: Path | None) -> None:
+    """Remove the folders a run made (``out`` up to ``created``), deepest first, while they are empty."""
+    if created is None:
+        return
+    for folder in (out, *out.parents):
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+        if folder == created:
+            break
+
+
+def prepare(config: RunConfig) -> RunFolder:
+    """Create ``out`` (and missing parents), lock it, and clear what killed writes left in it.
+
+    ``created`` is the topmost folder this call made, which ``close`` removes if the run
+    fails before its first epoch. An earlier run's files (``--overwrite``) stay until
+    ``claim``; only ngf's own files are removed then, nothing else in the folder.
     """
     if config.out is None:
-        return None, None
+        return RunFolder(None, None, None)
     out = Path(config.out)
-    created = None
-    for folder in (out, *out.parents):
-        if folder.exists():
-            break
-        created = folder
+    if jax.process_index() != 0:  # another process of a multi-process run: process 0 locks and writes
+        return RunFolder(out, None, None, writer=False)
+    created = next((f for f in reversed((out, *out.parents)) if not f.exists()), None)
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        if not config.resume:
-            remove_own_files(out)
-    except OSError as exc:
-        raise NgfError(f"cannot write to --out {out}: {exc.strerror or exc}") from None
-    return out, created
-
-
-def discard(out: Path | None, created: Path | None, config: RunConfig) -> None:
-    """Remove what a run that failed before its first epoch wrote, so nothing looks like a result."""
-    if out is None or config.resume or (out / CHECKPOINT_FILE).exists():
-        return
-    remove_own_files(out)
-    if created is not None:  # the folders this run made, deepest first, if nothing else is in them
-        for folder in (out, *out.parents):
+        for attempt in range(3):  # another process's check() may remove the empty folder it probed meanwhile
+            out.mkdir(parents=True, exist_ok=True)
             try:
-                folder.rmdir()
-            except OSError:
+                place = RunFolder(out, created, lock(out))
                 break
-            if folder == created:
-                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+    except (OSError, NgfError) as exc:
+        _remove_created(out, created)
+        if isinstance(exc, NgfError):
+            raise
+        raise NgfError(f"cannot write to --out {out}: {exc.strerror or exc}") from None
+    try:
+        if not config.resume and not config.overwrite and holds_files(out):
+            raise _holds_files(out)  # a run that ended between check() and the lock
+        remove_debris(out)
+    except BaseException:
+        place.close(failed=True)
+        raise
+    place.replaces = not config.resume and any((out / n).exists() or (out / n).is_symlink() for n in OWN_FILES)
+    place.resumed = config.resume
+    return place

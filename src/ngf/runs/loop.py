@@ -3,12 +3,13 @@
 Epoch ``e`` trains on the permutation drawn from ``fold_in(data_key, e)``, is evaluated
 on the whole test split, checked for divergence once, checkpointed and only then
 recorded, so a kill at any moment leaves a checkpoint and a ``metrics.jsonl`` that agree.
+Every file goes through the run's locked ``RunFolder``, claimed before the first one
+(``ngf.runs.folder``).
 """
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Callable, NamedTuple
 
 import jax
@@ -17,14 +18,15 @@ import jax.numpy as jnp
 from ngf.core.alignment import alignment_tracker
 from ngf.core.engine import Engine, choose_steps_per_call
 from ngf.core.errors import Diverged
-from ngf.core.init import initialise
+from ngf.core.init import initialise, seed_key
 from ngf.core.parallel import DataParallel, device_count
 from ngf.runs import atomic, checkpoint, files
 from ngf.runs.callbacks import WithHooks
 from ngf.runs.config import RunConfig, make_optimizer
 from ngf.runs.divergence import FIRST_TEST_EXAMPLES, DivergenceCheck
+from ngf.runs.folder import RunFolder
 from ngf.runs.resolve import Resolved
-from ngf.runs.summary import summarise
+from ngf.runs.summary import Clock, summarise
 
 
 class Setup(NamedTuple):
@@ -38,8 +40,18 @@ class Setup(NamedTuple):
     n_devices: int
 
 
-def _start(config: RunConfig, run: Resolved, out: Path | None, write_config: Callable[[], None]):
+def own_buffers(tree):
+    """``tree`` with every array copied into a buffer of its own.
+
+    Every training call donates its state: without the copy a model given to ``ngf.run``
+    would lose its arrays, and a rule state holding a parameter would be donated twice.
+    """
+    return jax.tree.map(lambda leaf: leaf.copy() if isinstance(leaf, jax.Array) else leaf, tree)
+
+
+def _start(config: RunConfig, run: Resolved, place: RunFolder, clock: Clock):
     """The engine, the data on the devices and the state a run starts from (fresh or restored)."""
+    out = place.out
     params = initialise(run.params, config.init, config.seed)
     n_steps = len(run.data.x_train) // config.batch_size
     per_call = config.steps_per_call or choose_steps_per_call(run.model, n_steps)
@@ -47,13 +59,13 @@ def _start(config: RunConfig, run: Resolved, out: Path | None, write_config: Cal
     engine = Engine(run.net, run.rule, make_optimizer(config, n_steps), config.batch_size,
                     len(run.data.x_train), per_call, DataParallel.over(n_devices) if n_devices > 1 else None)
     arrays = engine.place(tuple(map(jnp.asarray, run.data[:4])))
-    rule_key, data_key = jax.random.split(jax.random.key(config.seed))
+    rule_key, data_key = jax.random.split(seed_key(config.seed))
     fresh = engine.init(rule_key, params)
-    state, history = checkpoint.start(out, fresh, config.resume)
-    state = engine.place(state)  # a restored checkpoint arrives on the host
-    if config.resume:  # the summary of where it stopped no longer holds; options given now are recorded
+    state, history, clock.earlier = checkpoint.start(out, fresh, config.resume, place.writer)
+    state = own_buffers(engine.place(state))  # a restored checkpoint arrives on the host
+    if config.resume and place.writer:  # the summary of where it stopped no longer holds; the config is rewritten
         files.remove_summary(out)
-        write_config()
+        place.claim()
     # the divergence bound comes from the untrained network, also when resuming (before a step donates it)
     x_test, y_test = arrays[2], arrays[3]
     first = engine.evaluate(fresh.params, x_test[:FIRST_TEST_EXAMPLES], y_test[:FIRST_TEST_EXAMPLES])
@@ -75,55 +87,63 @@ def _epoch(setup: Setup, state, epoch: int, progress) -> tuple[object, dict]:
                    "seconds": seconds}
 
 
-def train(config: RunConfig, run: Resolved, out: Path | None, callbacks: WithHooks,
-          write_config: Callable[[], None] = lambda: None) -> dict:
+def train(config: RunConfig, run: Resolved, place: RunFolder, callbacks: WithHooks) -> dict:
     """Train ``run`` for the epochs ``config`` asks for (those a checkpoint holds are skipped).
 
     Returns the summary of the completed run; a diverged run raises ``Diverged``, and an
     interrupted one re-raises ``KeyboardInterrupt`` with the summary as its ``summary``.
     """
-    started = time.perf_counter()
+    clock, out = Clock(), place.out if place.writer else None  # in a multi-process run process 0 writes
     history: list = []
     try:
-        setup, state, history = _start(config, run, out, write_config)
+        setup, state, history = _start(config, run, place, clock)
         callbacks.on_start({**run.names, "steps_per_epoch": setup.engine.n_steps,
                             "steps_per_call": setup.engine.steps_per_call,
-                            "device": f"{setup.n_devices} × {jax.devices()[0].device_kind}"})
+                            "device": f"{setup.n_devices} × {jax.devices()[0].device_kind}",
+                            "history": list(history)})
         progress = callbacks.on_progress if callbacks.wants_progress else None
         for epoch in range(len(history) + 1, config.epochs + 1):
             state, record = _epoch(setup, state, epoch, progress)
             problem = setup.guard.problem(record, state.params)  # one device check per epoch
             if problem is not None:
-                _diverged(config, run.names, history, started, out, record, problem, callbacks)
+                _diverged(config, run.names, history, clock, place, record, problem, callbacks)
             if setup.track is not None:  # outside the timed epoch: one jitted call on the first training batch
                 record["alignment_degrees"] = setup.track(state)
-            checkpoint.save(out, state, history + [record])  # first the checkpoint, then the record
+            place.claim()  # an --overwrite run's old files go now, as its first checkpoint comes
+            checkpoint.save(out, state, history + [record], clock.total())  # first the checkpoint, then the record
             history.append(record)
             files.write_metrics(out, history)
             callbacks.on_epoch(record)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM through the CLI's handler
-        _interrupted(config, run.names, history, started, out, exc)
+        _interrupted(config, run.names, history, clock, place, exc)
         raise
-    summary = summarise(config, run.names, history, started, "completed")
+    place.claim()
+    summary = summarise(config, run.names, history, clock, "completed")
     files.write_summary(out, summary)
     callbacks.on_end(summary)
     return summary
 
 
-def _interrupted(config, names, history, started, out, exc: KeyboardInterrupt) -> None:
-    """Write the summary of an interrupted run and attach it to ``exc``."""
+def _interrupted(config, names, history, clock: Clock, place: RunFolder, exc: KeyboardInterrupt) -> None:
+    """Write the summary of an interrupted run and attach it to ``exc``.
+
+    An ``--overwrite`` run stopped before its first epoch writes nothing: the old run stays whole.
+    """
     if not history and config.resume:  # stopped before the checkpoint was read
-        history = checkpoint.stored_history(out)
-    summary = summarise(config, names, history, started, "interrupted")
-    files.write_metrics(out, history)
-    files.write_summary(out, summary)
+        history = checkpoint.stored_history(place.out)
+    summary = summarise(config, names, history, clock, "interrupted")
+    if history or config.resume or place.claimed:
+        place.claim()
+        files.write_metrics(place.writes, history)
+        files.write_summary(place.writes, summary)
     exc.summary = summary
 
 
-def _diverged(config, names, history, started, out, record, problem: str, callbacks) -> None:
+def _diverged(config, names, history, clock: Clock, place: RunFolder, record, problem: str, callbacks) -> None:
     """Write the summary of a run that diverged in ``record``'s epoch and raise ``Diverged``."""
-    epoch = record["epoch"]
-    summary = summarise(config, names, history, started, "diverged", last=record,
+    epoch, out = record["epoch"], place.writes
+    place.claim()
+    summary = summarise(config, names, history, clock, "diverged", last=record,
                         diverged_epoch=epoch, diverged_because=problem, diverged_record=record)
     files.write_summary(out, summary)
     callbacks.on_end(summary)

@@ -14,10 +14,13 @@ from flax import nnx
 from ngf.core.errors import NgfError
 from ngf.core.network import Network
 from ngf.core.rule import LearningRule
+from ngf.core.init import seed_key
+from ngf.data.forms import form_loader
 from ngf.data.splits import DataSplits, check_splits
 from ngf.host.options import bind_options
-from ngf.host.registry import Registry
+from ngf.host.registry import Entry, Registry
 from ngf.runs.config import RunConfig
+from ngf.runs.memory import check_memory
 
 
 class Resolved(NamedTuple):
@@ -31,14 +34,18 @@ class Resolved(NamedTuple):
     names: dict  # {"rule": ..., "model": ..., "dataset": ...}
 
 
-def resolve(config: RunConfig, registry: Registry) -> Resolved:
-    """The rule, data, model and network of ``config``; bad input raises ``NgfError``."""
+def resolve(config: RunConfig, registry: Registry, labels: dict | None = None) -> Resolved:
+    """The rule, data, model and network of ``config``; bad input raises ``NgfError``.
+
+    ``labels`` (``{"rule": "mine", ...}``, ``ngf.run``'s ``rule_name=``...) name objects
+    given through the Python API in the summary and the files.
+    """
     rule, rule_name = resolve_rule(config, registry)
     data, data_name = resolve_data(config, registry)
     if config.batch_size > len(data.x_train):
         raise NgfError(f"batch-size {config.batch_size} is larger than the {len(data.x_train)} training examples")
     model, model_name = resolve_model(config, data, registry)
-    names = {"rule": rule_name, "model": model_name, "dataset": data_name}
+    names = labelled(config, {"rule": rule_name, "model": model_name, "dataset": data_name}, labels or {})
     net, params = build_network(model, data, names)
     return Resolved(rule, data, model, net, params, names)
 
@@ -46,30 +53,60 @@ def resolve(config: RunConfig, registry: Registry) -> Resolved:
 def resolve_rule(config: RunConfig, registry: Registry) -> tuple[LearningRule, str]:
     """The rule of ``config`` and its name (``custom`` for a ``LearningRule`` object without one)."""
     if not isinstance(config.rule, str):  # a LearningRule object
-        return config.rule, getattr(config.rule, "name", "custom")
+        return config.rule, config.rule.name or "custom"
     entry = registry.get("rule", config.rule)
     opts = bind_options("rule", config.rule, entry.factory, config.rule_opts, skip=())
-    return entry.build(LearningRule, **opts), config.rule
+    rule = entry.build(LearningRule, **opts)
+    return (rule if rule.name else rule._replace(name=config.rule)), config.rule  # messages name the rule
+
+
+def labelled(config: RunConfig, names: dict, labels: dict) -> dict:
+    """``names`` with the ``labels`` of the objects among rule, model and dataset (a name stays a name)."""
+    names = dict(names)
+    for kind, label in labels.items():
+        if label is None:
+            continue
+        if not isinstance(label, str) or not label.strip():
+            raise NgfError(f"{kind}_name must be a non-empty string, got {label!r:.80}")
+        if isinstance(getattr(config, kind), str):
+            raise NgfError(f"{kind}_name labels a {kind} object; {kind} {getattr(config, kind)!r} is a "
+                           f"registered name already")
+        names[kind] = label.strip()
+    return names
 
 
 def resolve_data(config: RunConfig, registry: Registry) -> tuple[DataSplits, str]:
     """The dataset of ``config``, checked, and its name."""
     if isinstance(config.dataset, DataSplits):
         return check_splits(config.dataset, "custom"), "custom"
-    data = registry.get("dataset", config.dataset).build(DataSplits, config.data_dir)
+    loader = form_loader(config.dataset)  # hf:..., disk:..., folder:... (ngf.data.forms)
+    entry = (Entry(config.dataset, loader, "ngf", "dataset") if loader is not None
+             else registry.get("dataset", config.dataset))
+    opts = bind_options("dataset", config.dataset, entry.factory, config.dataset_opts, skip=("data_dir",))
+    data = entry.build(DataSplits, config.data_dir, **opts)
     return check_splits(data, config.dataset), config.dataset
 
 
 def resolve_model(config: RunConfig, data: DataSplits, registry: Registry) -> tuple[nnx.Module, str]:
     """The model of ``config``, built for ``data``'s input shape and classes, and its name."""
-    model, rngs = config.model, nnx.Rngs(config.seed)
-    if isinstance(model, nnx.Module):
-        return model, type(model).__name__
+    if isinstance(config.model, nnx.Module):
+        return config.model, type(config.model).__name__
+    make, build, name = model_factory(config, data, registry)
+    check_memory(make, config.seed, name)  # from shapes alone, before a huge model is allocated
+    return build(nnx.Rngs(seed_key(config.seed))), name  # all 64 bits of the seed
+
+
+def model_factory(config: RunConfig, data: DataSplits, registry: Registry):
+    """``(make, build, name)`` for a model given by name or factory: ``make(rngs)`` calls the factory,
+    ``build(rngs)`` too, with a registered factory's failures named by plugin."""
+    model = config.model
     if not isinstance(model, str):  # a factory(input_shape, n_classes, *, rngs)
-        return model(data.input_shape, data.n_classes, rngs=rngs), getattr(model, "__name__", "custom")
+        make = lambda rngs: model(data.input_shape, data.n_classes, rngs=rngs)
+        return make, make, getattr(model, "__name__", "custom")
     entry = registry.get("model", model)
     opts = bind_options("model", model, entry.factory, config.model_opts)
-    return entry.build(nnx.Module, data.input_shape, data.n_classes, rngs=rngs, **opts), model
+    return (lambda rngs: entry.factory(data.input_shape, data.n_classes, rngs=rngs, **opts),
+            lambda rngs: entry.build(nnx.Module, data.input_shape, data.n_classes, rngs=rngs, **opts), model)
 
 
 def build_network(model, data: DataSplits, names: dict) -> tuple[Network, tuple]:

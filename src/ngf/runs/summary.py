@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Mapping
 
 from ngf.runs.config import RunConfig
 
@@ -14,21 +15,43 @@ SUMMARY_METRICS = ("train_accuracy", "test_accuracy", "train_loss", "test_loss",
 def config_record(config: RunConfig, names: dict) -> dict:
     """Every field of ``config`` as JSON values, with the names of its rule, model and dataset."""
     record = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
-    record.update(names)
-    return json.loads(json.dumps(record, default=str))
+    record.update(names)  # a hook's read-only view gives its dicts as mappings: JSON objects too
+    return json.loads(json.dumps(record, default=lambda v: dict(v) if isinstance(v, Mapping) else str(v)))
 
 
-def summarise(config: RunConfig, names: dict, history: list, started: float, status: str,
+@dataclasses.dataclass
+class Clock:
+    """A run's wall time: this process's part, from ``started``, after ``earlier`` seconds of earlier ones.
+
+    ``earlier`` is what the checkpoint a resumed run starts from recorded: the wall time
+    of every earlier process up to its last checkpoint.
+    """
+
+    started: float = dataclasses.field(default_factory=time.perf_counter)
+    earlier: float = 0.0
+
+    def last(self) -> float:
+        """Seconds of this process's part."""
+        return time.perf_counter() - self.started
+
+    def total(self) -> float:
+        """Seconds of the whole run, every process of it."""
+        return self.earlier + self.last()
+
+
+def summarise(config: RunConfig, names: dict, history: list, clock: Clock, status: str,
               last: dict | None = None, **extra) -> dict:
     """The summary of a run that ``status`` (completed, interrupted, diverged) after ``history``.
 
-    ``started`` is the ``time.perf_counter()`` reading at the start of this process's part
-    of the run; ``last`` is the record whose metrics the summary reports (by default the
-    last of ``history``); ``extra`` adds keys before the times.
+    ``clock`` times the run: ``wall_seconds`` is its total over every process of a resumed
+    run, ``wall_seconds_last`` this process's part. ``last`` is the record whose metrics
+    the summary reports (by default the last of ``history``); ``extra`` adds keys before
+    the times.
     """
     last = last if last is not None else (history[-1] if history else {})
+    this_part = clock.last()
     return {**names, "status": status, "epochs": config.epochs, "epochs_completed": len(history),
             "seed": config.seed, **{k: last[k] for k in SUMMARY_METRICS if k in last}, **extra,
             "epoch_seconds": [r["seconds"] for r in history],
-            "wall_seconds": time.perf_counter() - started,
+            "wall_seconds": clock.earlier + this_part, "wall_seconds_last": this_part,
             "config": config_record(config, names), "history": history}

@@ -1,0 +1,104 @@
+"""Experiments on Ray: each run of a compare or sweep as a Ray task that reserves its CPUs or GPUs.
+
+``ngf compare ... --executor ray [--ray-address ADDRESS]`` hands every run that still
+has to be trained to Ray (``pip install 'ngf[ray]'``). Each task rebuilds the plugin
+registry in its worker from the same plugins, runs ``ngf.run`` on the run's folder
+(which must lie on a path every node reaches), and returns the summary; finished runs
+are read back and unfinished ones resumed exactly as with local execution, since the
+decision is made beforehand from the folders (``ngf.experiments.runner.prepare``).
+Without ``ADDRESS`` a local Ray instance is started with this machine's CPUs.
+
+Each task reserves ``cpus_per_run`` CPUs (default 1) and ``gpus_per_run`` GPUs (default 0),
+and XLA in its worker uses that many threads, so tasks on one machine do not compete.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable
+
+from ngf.core.errors import NgfError
+
+EXTRA = "pip install 'ngf[ray]'"
+
+
+def _ray():
+    """The ``ray`` module, or one line naming the extra to install."""
+    try:
+        import ray
+    except ImportError:
+        raise NgfError(f"--executor ray needs Ray, which is not installed: {EXTRA}") from None
+    return ray
+
+
+def _plugins(registry) -> tuple[list[str], list[str]]:
+    """The ``--plugin`` modules and the blocked plugins of ``registry``, to rebuild it in a worker."""
+    extra = [name for name, info in registry.plugins.items() if info.source == "--plugin"]
+    blocked = [name for name, info in registry.plugins.items() if info.status == "blocked"]
+    return extra, blocked
+
+
+def _train(config, plugins: list[str], blocked: list[str]) -> dict:
+    """In a Ray worker: one run, through the same plugins; its summary (also when it diverged)."""
+    from ngf.core.errors import Diverged
+    from ngf.host.registry import load_registry
+    from ngf.runs.api import run
+
+    registry = load_registry(plugins, blocked)
+    try:
+        return run(config, registry=registry)
+    except Diverged as exc:
+        return {**exc.summary, "diverged_message": str(exc)}
+
+
+def _worker_env(cpus: int) -> dict:
+    """Environment of a task's worker: this process's import path, XLA held to ``cpus`` threads."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if cpus == 1 and "xla_cpu_multi_thread_eigen" not in flags:
+        flags = f"{flags} --xla_cpu_multi_thread_eigen=false".strip()
+    return {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p), "XLA_FLAGS": flags,
+            "NGF_DATA_DIR": os.environ.get("NGF_DATA_DIR", "")}
+
+
+def run_on_ray(todo: list, registry, address: str | None = None, cpus_per_run: int = 1, gpus_per_run: float = 0,
+               report: Callable[[str], None] = print) -> dict:
+    """Train ``todo`` (``[(key, label, config)]``) as Ray tasks; ``{key: summary}``.
+
+    A run that fails with an ``NgfError`` fails the experiment with that message, as it
+    would locally; the other tasks are cancelled.
+    """
+    ray = _ray()
+    started_here = not ray.is_initialized()
+    if started_here:
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": _worker_env(cpus_per_run)})
+        except Exception as exc:  # noqa: BLE001 - ConnectionError, ValueError, RuntimeError...
+            raise NgfError(f"cannot start or reach Ray{f' at {address}' if address else ''}: "
+                           + " ".join(str(exc).split())[:200]) from None
+    task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)(_train)
+    plugins, blocked = _plugins(registry)
+    pending = {task.remote(config, plugins, blocked): (key, label) for key, label, config in todo}
+    done = {}
+    try:
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            key, label = pending.pop(ready[0])
+            done[key] = _result(ray, ready[0], label)
+            report(f"{label}: {done[key].get('diverged_message') or done[key]['status']} (on Ray)")
+    finally:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        if started_here:
+            ray.shutdown()
+    return done
+
+
+def _result(ray, ref, label: str) -> dict:
+    """The summary a task returned; its ``NgfError`` as one line naming the run."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        cause = exc.cause if isinstance(getattr(exc, "cause", None), Exception) else exc
+        raise NgfError(f"{label}: " + " ".join(str(cause).split())[:300]) from None

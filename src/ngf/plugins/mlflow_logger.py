@@ -1,0 +1,129 @@
+"""The built-in MLflow logger: ``--log mlflow[:TRACKING_URI]`` (extra ``ngf[mlflow]``).
+
+TRACKING_URI defaults to a local ``mlruns/`` file store in the run folder (``ngf
+compare`` / ``ngf sweep``: the experiment folder; no ``--out``: the current folder),
+opened with ``MLFLOW_ALLOW_FILE_STORE`` set, as MLflow 3 asks; any other URI
+(``sqlite:///mlflow.db``, ``http://host:5000``, a folder) is MLflow's to open. The
+experiment is the compare/sweep folder's name (``ngf`` for a single run). Each run
+logs its configuration as parameters (``rule_opts.beta``...) and as ``config.json``,
+rule, model, dataset, seed and variant as ``ngf.*`` tags, each epoch's numbers at
+step = epoch, and at the end ``ngf-summary.json``, ``config.toml``, the final numbers,
+the ``ngf.status`` tag and the run's status (FINISHED, FAILED, or KILLED when
+interrupted). Only ``MlflowClient`` is used, never MLflow's global active run, so runs
+in one process do not mix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+
+from ngf.host.hookspecs import hookimpl
+from ngf.plugins.logger_base import RunLogger, final, flat
+
+DEFAULT_EXPERIMENT = "ngf"
+MAX_BATCH = 100  # MLflow's log_batch takes at most 100 parameters at a time
+END_STATES = {"completed": "FINISHED", "interrupted": "KILLED"}  # anything else: FAILED
+
+
+@contextlib.contextmanager
+def _file_store_allowed():
+    """MLflow 3 opens a file store only with MLFLOW_ALLOW_FILE_STORE=true; set it while the client opens one."""
+    before = os.environ.get("MLFLOW_ALLOW_FILE_STORE")
+    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_ALLOW_FILE_STORE", None)
+        else:
+            os.environ["MLFLOW_ALLOW_FILE_STORE"] = before
+
+
+def tracking_uri(arg: str | None, run) -> str:
+    """The store: ``arg`` (a folder becomes a file store), else ``mlruns/`` in the experiment or run folder."""
+    if arg and "://" in arg:
+        return arg
+    folder = Path(arg) if arg else (run.experiment or run.out or Path.cwd()) / "mlruns"
+    return folder.resolve().as_uri()
+
+
+class MlflowRun:
+    """A client on one store and the id of the run this logger opened there."""
+
+    def __init__(self, client, run_id: str):
+        self.client, self.run_id = client, run_id
+
+
+class MlflowLogger(RunLogger):
+    """``--log mlflow[:TRACKING_URI]``."""
+
+    name = "mlflow"
+
+    def start(self, library, arg, run, config, info):
+        """Create the run in the experiment (created if new) and log the configuration."""
+        from mlflow.entities import Param
+        from mlflow.tracking import MlflowClient
+
+        uri = tracking_uri(arg, run)
+        with _file_store_allowed() if uri.startswith("file:") else contextlib.nullcontext():
+            client = MlflowClient(tracking_uri=uri)
+        name = run.group or DEFAULT_EXPERIMENT
+        experiment = client.get_experiment_by_name(name)
+        experiment_id = experiment.experiment_id if experiment is not None else client.create_experiment(name)
+        tags = {f"ngf.{k}": v for k, v in run.tags.items()}
+        opened = client.create_run(experiment_id, run_name=run.name, tags=tags)
+        handle = MlflowRun(client, opened.info.run_id)
+        params = [Param(k, str(v)[:6000]) for k, v in flat(config).items() if v is not None]
+        for i in range(0, len(params), MAX_BATCH):
+            client.log_batch(handle.run_id, params=params[i:i + MAX_BATCH])
+        client.log_dict(handle.run_id, config, "config.json")
+        return handle
+
+    def epoch(self, handle, epoch, scalars):
+        """The epoch's numbers at step = epoch, in one batch."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        handle.client.log_batch(handle.run_id, metrics=[Metric(k, v, now, epoch) for k, v in scalars.items()])
+
+    def end(self, handle, summary, config_file):
+        """Summary, config file, final numbers and status; the run ends FINISHED or FAILED."""
+        client, run_id = handle.client, handle.run_id
+        # not "summary.json": `ngf plot DIR` takes a folder holding one for a run folder
+        client.log_dict(run_id, {k: v for k, v in summary.items() if k != "history"}, "ngf-summary.json")
+        if config_file is not None:
+            client.log_artifact(run_id, str(config_file))
+        numbers = {f"final_{k}": float(v) for k, v in final(summary).items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        for key, value in numbers.items():
+            client.log_metric(run_id, key, value)
+        self.close(handle, summary.get("status", "completed"))
+
+    def close(self, handle, status):
+        """Tag the status and end the run in MLflow's terms."""
+        handle.client.set_tag(handle.run_id, "ngf.status", status)
+        handle.client.set_terminated(handle.run_id, status=END_STATES.get(status, "FAILED"))
+
+
+LOGGER = MlflowLogger()
+
+
+@hookimpl
+def ngf_run_start(config, info):
+    """Create the MLflow run (only with ``--log mlflow``)."""
+    LOGGER.run_start(config, info)
+
+
+@hookimpl
+def ngf_epoch_end(config, epoch, record):
+    """Log the epoch's numbers."""
+    LOGGER.epoch_end(config, epoch, record)
+
+
+@hookimpl
+def ngf_run_end(config, summary):
+    """Log the summary and status and end the run."""
+    LOGGER.run_end(config, summary)

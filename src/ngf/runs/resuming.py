@@ -1,0 +1,91 @@
+"""What a resumed run may change: only what cannot change its result.
+
+A resumed run continues from its checkpoint, so it must be the run that ``DIR/config.toml``
+records. ``ngf run --resume DIR OPTION...``, ``ngf run OPTIONS --out DIR --resume-if-exists``
+and ``ngf.run(resume=True, ...)`` may change ``epochs`` (to extend the run), where its
+files go (``out``, ``overwrite``, ``resume``) and its logging (``log_csv``, ``log``,
+``experiment``); any other difference (rule, a hyperparameter, lr, seed, init, batch
+size, ...) is refused with one line naming the option and both values, so that
+``config.toml`` always reproduces the run.
+Both sides are compared complete: a hyperparameter left out means its default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from ngf.core.errors import NgfError
+from ngf.host.options import MODEL_POSITIONAL, bind_options, factory_options
+from ngf.host.registry import Registry
+from ngf.runs import checkpoint
+from ngf.runs.config import RunConfig
+from ngf.runs.configfile import read
+from ngf.runs.files import CONFIG_FILE
+
+MAY_DIFFER = ("epochs", "out", "overwrite", "resume", "log_csv", "log", "experiment")  # extent, files, logging
+OPTION_TABLES = {"rule_opts": "rule", "model_opts": "model"}
+OBJECTS = ("rule", "model", "dataset")  # each a registered name, or an object given through the Python API
+
+
+def _plain(value):
+    """A value as TOML gives it back: lists as tuples, paths as text."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_plain(v) for v in value)
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
+def _complete(kind: str, name, given: dict, registry: Registry) -> dict:
+    """Every hyperparameter of a registered rule or model, defaults filled in; others as given."""
+    if not isinstance(name, str) or name not in registry.table(kind):
+        return {k: _plain(v) for k, v in given.items()}
+    factory = registry.get(kind, name).factory
+    skip = MODEL_POSITIONAL if kind == "model" else ()
+    opts = {o.name: o.default for o in factory_options(factory, skip)}
+    opts.update(bind_options(kind, name, factory, given, skip))
+    return {k: _plain(v) for k, v in opts.items()}
+
+
+def comparable(config: RunConfig, registry: Registry) -> dict:
+    """``{label: value}`` of every option a resume must keep, hyperparameters complete.
+
+    A rule, model or dataset given as an object (Python API) cannot be compared with
+    what the file names it; it is left out, with its (necessarily empty) options table.
+    """
+    found = {}
+    for field in dataclasses.fields(RunConfig):
+        name, value = field.name, getattr(config, field.name)
+        if name in MAY_DIFFER or name in OBJECTS and not isinstance(value, str):
+            continue
+        if name in OPTION_TABLES:
+            kind = OPTION_TABLES[name]
+            opts = _complete(kind, getattr(config, kind), value, registry)
+            found.update({f"{kind} option {key}": option for key, option in opts.items()})
+        else:
+            found[name] = _plain(value)
+    return found
+
+
+def _text(value) -> str:
+    return "unset" if value is None else repr(value)
+
+
+def check_same_run(config: RunConfig, registry: Registry) -> None:
+    """Refuse to resume ``config.out`` with options that differ from its ``config.toml``; then check
+    that its checkpoint is readable (both before the data and the model are loaded)."""
+    out = Path(config.out)
+    stored_file = out / CONFIG_FILE
+    if stored_file.is_file():
+        stored = comparable(RunConfig(**read(stored_file)), registry)
+        given = comparable(config, registry)
+        for kind in OBJECTS:  # an object now: what the file names it by cannot be checked
+            if not isinstance(getattr(config, kind), str):
+                stored = {k: v for k, v in stored.items() if k != kind and not k.startswith(f"{kind} option ")}
+        for label in dict.fromkeys([*stored, *given]):
+            before, now = stored.get(label), given.get(label)
+            if before != now:
+                raise NgfError(f"cannot resume {out}: {label} was {_text(before)} in that run, not "
+                               f"{_text(now)} (a resume may change only the epochs and where files and logs "
+                               "go; start a new run in another folder)")
+    checkpoint.check_readable(out)
