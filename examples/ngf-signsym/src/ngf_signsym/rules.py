@@ -82,7 +82,7 @@ def frsf(scale: float = 1.0, dist: str = "normal") -> ngf.LearningRule:
       scale: R's scale, in units of Glorot's standard deviation for θ_l's shape.
       dist: R's distribution, ``normal`` or ``uniform`` (same standard deviation).
     """
-    ngf.check_distribution(dist)
+    ngf.check_distribution(dist, "frsf option dist")
 
     def init(key, net, params):
         return FrsfState(random_magnitudes(key, params, scale, dist))
@@ -103,7 +103,7 @@ def brsf(scale: float = 1.0, dist: str = "normal") -> ngf.LearningRule:
       scale: R's scale, in units of Glorot's standard deviation for θ_l's shape.
       dist: R's distribution, ``normal`` or ``uniform`` (same standard deviation).
     """
-    ngf.check_distribution(dist)
+    ngf.check_distribution(dist, "brsf option dist")
 
     def init(key, net, params):
         return BrsfState(key)
