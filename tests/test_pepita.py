@@ -60,7 +60,7 @@ def test_a_step_descends_along_the_papers_delta_w():
     deltas, modulated = hand_computation(params, x, y, np.asarray(state.projection))
     sgd = optax.sgd(lr)
     step = jax.jit(make_train_step(net, rule, sgd))
-    after, _ = step(TrainState(params, sgd.init(params), state), x * 255.0, y)  # the engine divides by 255
+    after, _ = step(TrainState(params, sgd.init(params), state), x, y)  # float images enter as they are
     for l, d in enumerate(deltas):
         delta_w = modulated[l].T @ d / len(x)
         np.testing.assert_allclose(kernel(after.params[l]), kernel(params[l]) - lr * delta_w, rtol=1e-5, atol=1e-6)

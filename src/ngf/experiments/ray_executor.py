@@ -10,17 +10,24 @@ Without ``ADDRESS`` a local Ray instance is started with this machine's CPUs.
 
 Each task reserves ``cpus_per_run`` CPUs (default 1) and ``gpus_per_run`` GPUs (default 0),
 and XLA in its worker uses that many threads, so tasks on one machine do not compete.
+
+A task whose worker or node dies (killed, preempted, out of memory) is sent again, up to
+``RETRIES`` times, and resumes from the last checkpoint its folder holds: an epoch is
+checkpointed before it is recorded, so the retried run ends equal to an uninterrupted one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
+from pathlib import Path
 from typing import Callable
 
 from ngf.core.errors import NgfError
 
 EXTRA = "pip install 'ngf[ray]'"
+RETRIES = 3  # times a run whose task died is sent again
 
 
 def _ray():
@@ -79,14 +86,20 @@ def run_on_ray(todo: list, registry, address: str | None = None, cpus_per_run: i
                            + " ".join(str(exc).split())[:200]) from None
     task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)(_train)
     plugins, blocked = _plugins(registry)
-    pending = {task.remote(config, plugins, blocked): (key, label) for key, label, config in todo}
+    pending = {task.remote(config, plugins, blocked): (key, label, config, 0) for key, label, config in todo}
     done = {}
     try:
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
-            key, label = pending.pop(ready[0])
-            done[key] = _result(ray, ready[0], label)
-            report(f"{label}: {done[key].get('diverged_message') or done[key]['status']} (on Ray)")
+            key, label, config, attempt = pending.pop(ready[0])
+            result = _result(ray, ready[0], label, attempt)
+            if result is None:  # the task died: again, from its folder's last checkpoint
+                report(f"{label}: its Ray task died; sending it again ({attempt + 1} of {RETRIES})")
+                again = retried(config)
+                pending[task.remote(again, plugins, blocked)] = (key, label, again, attempt + 1)
+                continue
+            done[key] = result
+            report(f"{label}: {result.get('diverged_message') or result['status']} (on Ray)")
     finally:
         for ref in pending:
             ray.cancel(ref, force=True)
@@ -95,10 +108,25 @@ def run_on_ray(todo: list, registry, address: str | None = None, cpus_per_run: i
     return done
 
 
-def _result(ray, ref, label: str) -> dict:
-    """The summary a task returned; its ``NgfError`` as one line naming the run."""
+def retried(config):
+    """The config of a run sent again after its task died: resume its checkpoint, or start afresh."""
+    from ngf.runs.checkpoint import CHECKPOINT
+
+    if (Path(config.out) / CHECKPOINT).is_file():
+        return dataclasses.replace(config, resume=True, overwrite=False)
+    return dataclasses.replace(config, resume=False, overwrite=True)
+
+
+def _result(ray, ref, label: str, attempt: int) -> dict | None:
+    """The summary a task returned; None when its worker died and it may be sent again;
+    its ``NgfError`` (or a death past ``RETRIES``) as one line naming the run."""
     try:
         return ray.get(ref)
     except ray.exceptions.RayTaskError as exc:
         cause = exc.cause if isinstance(getattr(exc, "cause", None), Exception) else exc
         raise NgfError(f"{label}: " + " ".join(str(cause).split())[:300]) from None
+    except ray.exceptions.RayError as exc:  # WorkerCrashedError, NodeDiedError, OutOfMemoryError...
+        if attempt < RETRIES:
+            return None
+        raise NgfError(f"{label}: its Ray task died {RETRIES + 1} times; last: "
+                       + " ".join(str(exc).split())[:200]) from None
