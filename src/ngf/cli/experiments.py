@@ -35,7 +35,7 @@ def experiment_command(args, registry, console) -> list:
     seeds = split_list(args.seeds, "--seeds", int) if args.seeds else [base.seed]
     grid = parse_grid(getattr(args, "grid", None))
     runs = plan(base, rules, datasets, seeds, grid, Path(args.out), registry)
-    summaries = execute(runs, registry, lambda item: RichCallbacks(console, item.config.epochs, args.quiet),
+    summaries = execute(runs, registry, lambda item: RichCallbacks(console, item.config.run_epochs, args.quiet),
                         executor=(getattr(args, "executor", "local"), getattr(args, "ray_address", None)),
                         overwrite=args.overwrite, report=console.print)
     text = "ngf " + shlex.join(getattr(args, "argv", None) or [args.command])

@@ -54,7 +54,8 @@ def _run_parser(sub) -> None:
     p.add_argument("--log-csv", default=None, metavar="PATH", help="also write one CSV row per epoch to PATH")
     p.add_argument("--track-alignment", action="store_true",
                    help="record each layer's angle to the bp gradient every epoch, on a fixed batch")
-    p.add_argument("--schedule", default="cosine", help="learning-rate schedule: cosine or constant")
+    p.add_argument("--schedule", default="cosine", help="learning-rate schedule: cosine, constant or multistep")
+    _protocol_options(p)
     p.add_argument("--divergence-ratio", type=float, default=1000.0, metavar="R",
                    help="stop when a loss exceeds R × max(initial loss, ln C) (default 1000; 0: only NaN/inf)")
     p.add_argument("--init", default="default", metavar="NAME[:SCALE]",
@@ -66,6 +67,32 @@ def _run_parser(sub) -> None:
                    help="with --out DIR: resume the run in DIR if it holds one (same options), else start it; "
                         "repeat the same command after a preemption")
     _plugin_options(p)
+
+
+def _protocol_options(p) -> None:
+    """A paper's protocol (ngf.runs.protocol): step schedule, length, weight decay, momentum, split, padding, loss."""
+    p.add_argument("--milestones", type=_epochs_list, default=(), metavar="E1,E2,...",
+                   help="with --schedule multistep: lr × gamma after each of these epochs")
+    p.add_argument("--gamma", type=float, default=0.1, help="multistep's factor at each milestone (default 0.1)")
+    p.add_argument("--epochs-scale", type=float, default=1.0, metavar="F",
+                   help="train round(F × epochs) epochs, milestones scaled alike (default 1)")
+    p.add_argument("--weight-decay", type=float, default=0.0, metavar="W", help="weight decay λ (default 0)")
+    p.add_argument("--weight-decay-mode", default="coupled",
+                   help="coupled (L2 added before the optimiser, as SGD's) or decoupled (AdamW's); default coupled")
+    p.add_argument("--momentum", type=float, default=None, metavar="M",
+                   help="momentum of sgd, momentum, nesterov or rmsprop (default: the optimiser's own)")
+    p.add_argument("--val-split", type=int, default=0, metavar="N",
+                   help="hold out N training examples (seeded) for val metrics and best_epoch (default 0)")
+    p.add_argument("--pad-to", type=int, default=None, metavar="S", help="zero-pad the images to S×S, centred")
+    p.add_argument("--loss", default="ce", help="task loss: ce, mse (one-hot targets) or bce (sigmoid outputs)")
+
+
+def _epochs_list(text: str) -> tuple:
+    """``"50,75"`` → ``(50, 75)`` (checked further by the run: increasing, positive, ≤ epochs)."""
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects comma-separated epochs, e.g. 50,75; got {text!r}") from None
 
 
 def _plugin_options(parser, prefix: str = "") -> None:

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from ngf.core.engine import prepare_inputs
-from ngf.core.network import Network, Params, cross_entropy
+from ngf.core.network import Network, Params
 from ngf.core.rule import LearningRule, RuleState
 
 
@@ -35,8 +35,8 @@ def angle_degrees(a, b) -> jax.Array:
 
 
 def loss_gradient(net: Network, params: Params, x: jax.Array, labels: jax.Array) -> Params:
-    """∇θ of the mean cross-entropy over the batch: the exact backprop gradient."""
-    return jax.grad(lambda p: jnp.mean(cross_entropy(net.logits(p, x), labels)))(params)
+    """∇θ of the mean of the network's loss over the batch: the exact backprop gradient."""
+    return jax.grad(lambda p: jnp.mean(net.loss.per_example(net.logits(p, x), labels)))(params)
 
 
 def rule_update(net: Network, rule: LearningRule, params: Params, state: RuleState,

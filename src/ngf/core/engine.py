@@ -21,7 +21,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from ngf.core.network import Network, cross_entropy
+from ngf.core.losses import CE, Loss
+from ngf.core.network import Network
 from ngf.core.parallel import DataParallel
 from ngf.core.rule import LearningRule, apply_changes, checked_pair, checked_updates
 
@@ -47,11 +48,11 @@ def prepare_inputs(x: jax.Array) -> jax.Array:
     return x.astype(jnp.float32) / 255.0
 
 
-def batch_metrics(logits: jax.Array, labels: jax.Array, weights=None) -> jax.Array:
-    """[sum of cross-entropy, number correct, number of examples] over a batch."""
+def batch_metrics(logits: jax.Array, labels: jax.Array, weights=None, loss: Loss = CE) -> jax.Array:
+    """[sum of the loss (the network's), number correct (argmax), number of examples] over a batch."""
     weights = jnp.ones(labels.shape, jnp.float32) if weights is None else weights
     correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
-    return jnp.stack([jnp.sum(cross_entropy(logits, labels) * weights), jnp.sum(correct * weights),
+    return jnp.stack([jnp.sum(loss.per_example(logits, labels) * weights), jnp.sum(correct * weights),
                       jnp.sum(weights)])
 
 
@@ -72,7 +73,7 @@ def make_train_step(net: Network, rule: LearningRule, optimizer: optax.GradientT
             changes, opt_state = optimizer.update(updates, state.opt_state, state.params)
         # θ ← θ + ΔW, or the rule's own use of the change actually applied (kp's B receives it too)
         params, rule_state = apply_changes(rule, net, state.params, changes, rule_state)
-        return TrainState(params, opt_state, rule_state), batch_metrics(logits, y)
+        return TrainState(params, opt_state, rule_state), batch_metrics(logits, y, loss=net.loss)
 
     return step
 
@@ -109,7 +110,7 @@ class Engine:
         tail = self.n_steps % self.steps_per_call  # the last call's steps, when fewer
         self.tail_call = jax.jit(self._make_call(tail), donate_argnums=0) if tail else None
         self.eval_call = jax.jit(lambda params, x, y, w: batch_metrics(
-            net.logits(params, prepare_inputs(x)), y, w))
+            net.logits(params, prepare_inputs(x)), y, w, net.loss))
 
     def init(self, key: jax.Array, params: tuple) -> TrainState:
         """Fresh optimiser and rule state for ``params``."""

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ngf.core.errors import NgfError
+from ngf.core.losses import CE, Loss, cross_entropy, output_error  # noqa: F401 (ngf.cross_entropy, ngf.output_error)
 
 Params = tuple  # one nnx.State of parameters per node
 INPUT = -1  # the parent index that stands for the network's input x (z^0)
@@ -51,6 +52,7 @@ class Network:
     input_shape: tuple | None = None  # shape of one example, when known
     pools: tuple = ()  # p_l, the parameter-free start of each node's map (None: none), from its ``pool``
     reads: tuple = ()  # P(l), the parents of each node (INPUT: x); () is the chain P(l) = {l−1}
+    loss: Loss = CE  # L(h^L, y) and e = ∂L/∂h^L, which every rule reads (--loss; ngf.core.losses)
 
     @classmethod
     def from_model(cls, model: nnx.Module, input_shape: tuple | None = None) -> tuple["Network", Params]:
@@ -225,17 +227,6 @@ def atomic_layers(model: nnx.Module) -> list[str]:
 def identity(x: jax.Array) -> jax.Array:
     """The identity activation (used for the output layer's logits)."""
     return x
-
-
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Per-example cross-entropy of softmax(logits) against integer labels."""
-    logp = jax.nn.log_softmax(logits)
-    return -jnp.take_along_axis(logp, labels[:, None], axis=-1)[:, 0]
-
-
-def output_error(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Per-example e = ∂CE/∂h^L = softmax(h^L) − onehot(y)."""
-    return jax.nn.softmax(logits) - jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
 
 
 def updates_from_deltas(net: Network, params: Params, trace, deltas) -> Params:

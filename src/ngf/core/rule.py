@@ -70,6 +70,9 @@ class LearningRule(NamedTuple):
 
     ``name`` (optional) is what error messages and, for a rule passed to ``ngf.run`` as an
     object, ``summary.json`` call the rule; a registered rule gets its registered name.
+
+    ``needs_nonzero_weights`` declares that the rule reads the forward weights' values
+    (sign-symmetric feedback is sign(θ)): a run refuses ``--init zeros`` for it.
     """
 
     init: InitFn
@@ -78,6 +81,7 @@ class LearningRule(NamedTuple):
     applies_directly: bool = False
     apply_changes: ApplyFn | None = None
     name: str | None = None
+    needs_nonzero_weights: bool = False
 
 
 def apply_changes(rule: LearningRule, net: Network, params: Params, changes: Params,

@@ -11,6 +11,7 @@ top layer to the first.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import jax
@@ -18,10 +19,12 @@ import jax.numpy as jnp
 
 from ngf.core.engine import Engine, prepare_inputs
 from ngf.core.init import initialise, seed_key
+from ngf.core.losses import loss_named
 from ngf.core.network import Network
 from ngf.runs import checkpoint
 from ngf.runs.config import RunConfig, make_optimizer
 from ngf.runs.configfile import CONFIG_FILE, read
+from ngf.runs.protocol import prepare_data
 from ngf.runs.resolve import resolve_data, resolve_model, resolve_rule
 
 
@@ -47,9 +50,11 @@ def run_norms(folder: Path, registry, batch: int = 512) -> dict:
     """``{"init": [...], "final": [...]}``: per-layer update norms of the run in ``folder``."""
     config = RunConfig(**read(Path(folder) / CONFIG_FILE))
     rule, _ = resolve_rule(config, registry)
-    data, _ = resolve_data(config, registry)
+    data, name = resolve_data(config, registry)
+    data, _ = prepare_data(data, config, name)  # padded and split as the run saw them
     model, _ = resolve_model(config, data, registry)
     net, params = Network.from_model(model, data.input_shape)
+    net = dataclasses.replace(net, loss=loss_named(config.loss))
     params = initialise(params, config.init, config.seed)
     n_train = len(data.x_train)
     engine = Engine(net, rule, make_optimizer(config, n_train // config.batch_size), config.batch_size,

@@ -5,8 +5,11 @@ above it (weight transport). It walks the graph of nodes like every other rule, 
 any model its updates equal ``jax.grad`` of the whole network's loss.
 """
 
+import jax
+import jax.numpy as jnp
+
 from ngf.core.feedback import propagate_errors
-from ngf.core.network import output_error, updates_from_deltas
+from ngf.core.network import updates_from_deltas
 from ngf.core.rule import LearningRule, stateless_init
 from ngf.host.hookspecs import hookimpl
 
@@ -15,7 +18,8 @@ def bp() -> LearningRule:
     """Backpropagation: δ^L = e, δ^{l-1} = f'(h^{l-1}) ⊙ J_l^T(θ_l, δ^l). No hyperparameters."""
 
     def compute_targets(net, params, trace, labels, state):
-        e = output_error(trace[-1].pre, labels)
+        # e = ∂L/∂h^L by autodiff of the network's loss (per example: the sum's gradient splits by row)
+        e = jax.grad(lambda h: jnp.sum(net.loss.per_example(h, labels)))(trace[-1].pre)
         return propagate_errors(net, params, trace, e), state
 
     def local_update(net, params, trace, deltas, state):

@@ -65,7 +65,8 @@ import optax
 
 from ngf.core.checks import number
 from ngf.core.feedback import check_distribution, random_like
-from ngf.core.network import output_error, updates_from_deltas
+from ngf.core.losses import CE, Loss
+from ngf.core.network import updates_from_deltas
 from ngf.core.rule import LearningRule
 from ngf.host.hookspecs import hookimpl
 
@@ -135,9 +136,10 @@ def feedback_gradients(net, params, trace, feedback, noises, decay: float) -> tu
                  for l, (q, eps) in enumerate(zip(feedback, noises)))
 
 
-def direct_targets(trace, labels, feedback, beta: float) -> tuple:
-    """ŷ^l = z^l + Q_l (ŷ^L − h^L), with ŷ^L = h^L − β e, for every hidden node (ŷ^l = z^l without a Q)."""
-    step = -beta * output_error(trace[-1].pre, labels)  # ŷ^L − h^L
+def direct_targets(trace, labels, feedback, beta: float, loss: Loss = CE) -> tuple:
+    """ŷ^l = z^l + Q_l (ŷ^L − h^L), with ŷ^L = h^L − β e, for every hidden node (ŷ^l = z^l without a Q);
+    e = ∂L/∂h^L of ``loss``, the network's."""
+    step = -beta * loss.error(trace[-1].pre, labels)  # ŷ^L − h^L
     return tuple(t.out if q is None else t.out + (step @ q.T).reshape(t.out.shape)
                  for t, q in zip(trace[:-1], feedback))
 
@@ -173,8 +175,8 @@ def ddtp(
         return DDTPState(feedback, optimizer.init(feedback), noise_key)
 
     def compute_targets(net, params, trace, labels, state):
-        e = output_error(trace[-1].pre, labels)  # δ^L = e: the output node learns from the task loss
-        targets = direct_targets(trace, labels, state.feedback, beta)
+        e = net.loss.error(trace[-1].pre, labels)  # δ^L = e: the output node learns from the task loss
+        targets = direct_targets(trace, labels, state.feedback, beta, net.loss)
         # node loss ½‖z^l − ŷ^l‖²: δ^l = f'(h^l) ⊙ (z^l − ŷ^l); no other node's weight is read
         deltas = [net.activation_vjp(l, trace[l].pre, trace[l].out - y) for l, y in enumerate(targets)]
         return tuple(deltas) + (e,), state

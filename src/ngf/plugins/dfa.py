@@ -7,7 +7,7 @@ import jax
 
 from ngf.core.checks import number
 from ngf.core.feedback import check_distribution, random_like
-from ngf.core.network import output_error, updates_from_deltas
+from ngf.core.network import updates_from_deltas
 from ngf.core.rule import LearningRule
 from ngf.host.hookspecs import hookimpl
 
@@ -59,7 +59,7 @@ def dfa(scale: float = 1.0, dist: str = "normal") -> LearningRule:
         return DFAState(direct_feedback(key, net, params, scale, dist))
 
     def compute_targets(net, params, trace, labels, state):
-        e = output_error(trace[-1].pre, labels)  # δ^L = e
+        e = net.loss.error(trace[-1].pre, labels)  # δ^L = e
         return direct_signals(net, trace, state.feedback, e) + (e,), state
 
     def local_update(net, params, trace, deltas, state):

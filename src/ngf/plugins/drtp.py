@@ -13,7 +13,7 @@ import jax
 
 from ngf.core.checks import number
 from ngf.core.feedback import check_distribution
-from ngf.core.network import output_error, updates_from_deltas
+from ngf.core.network import updates_from_deltas
 from ngf.core.rule import LearningRule
 from ngf.host.hookspecs import hookimpl
 from ngf.plugins.dfa import DFAState, direct_feedback, direct_signals
@@ -33,7 +33,7 @@ def drtp(scale: float = 1.0, dist: str = "normal") -> LearningRule:
         return DFAState(direct_feedback(key, net, params, scale, dist))
 
     def compute_targets(net, params, trace, labels, state):
-        e = output_error(trace[-1].pre, labels)  # the output node: δ^L = e
+        e = net.loss.error(trace[-1].pre, labels)  # the output node: δ^L = e
         target = -jax.nn.one_hot(labels, e.shape[-1], dtype=e.dtype)  # −onehot(y), in place of e
         # δ^l = f'(h^l) ⊙ pᵀ(D_l (−onehot(y))) for every hidden node
         return direct_signals(net, trace, state.feedback, target) + (e,), state

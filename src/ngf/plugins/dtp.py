@@ -28,7 +28,7 @@ import optax
 
 from ngf.core.checks import number
 from ngf.core.feedback import check_distribution, random_like, walk_down
-from ngf.core.network import INPUT, output_error, updates_from_deltas
+from ngf.core.network import INPUT, updates_from_deltas
 from ngf.core.rule import LearningRule
 from ngf.host.hookspecs import hookimpl
 
@@ -121,7 +121,7 @@ def difference_targets(net, params, trace, labels, inverses, eta_hat: float) -> 
     Lee et al.); for a node with an inverse, g_c(ŷ^c) − g_c(z^c) (the difference correction);
     for a node without weights, J_c^T(ŷ^c − z^c) (its map's transpose: the identity for a sum).
     """
-    e = output_error(trace[-1].pre, labels)
+    e = net.loss.error(trace[-1].pre, labels)
 
     def send(c, target):  # Δ_c, given ŷ^c (for the output node, e)
         if c == net.depth - 1:  # ŷ^{L-1} = z^{L-1} − η̂ · ∂L/∂z^{L-1}, per example
@@ -162,7 +162,7 @@ def dtp(
         return DTPState(inverses, optimizer.init(inverses), noise_key)
 
     def compute_targets(net, params, trace, labels, state):
-        e = output_error(trace[-1].pre, labels)
+        e = net.loss.error(trace[-1].pre, labels)
         if net.depth == 1:
             return (e,), state
         targets = difference_targets(net, params, trace, labels, state.inverses, eta_hat)

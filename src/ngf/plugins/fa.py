@@ -4,7 +4,7 @@ from typing import NamedTuple
 
 from ngf.core.checks import number
 from ngf.core.feedback import check_distribution, layer_feedback, propagate_errors
-from ngf.core.network import output_error, updates_from_deltas
+from ngf.core.network import updates_from_deltas
 from ngf.core.rule import LearningRule
 from ngf.host.hookspecs import hookimpl
 
@@ -29,7 +29,7 @@ def fa(scale: float = 1.0, dist: str = "normal") -> LearningRule:
         return FAState(layer_feedback(key, params, scale, dist))
 
     def compute_targets(net, params, trace, labels, state):
-        e = output_error(trace[-1].pre, labels)  # δ^L = e
+        e = net.loss.error(trace[-1].pre, labels)  # δ^L = e
         # δ^{l-1} = f'(h^{l-1}) ⊙ J_l^T(B_l, δ^l): no forward weight is read on the way down
         return propagate_errors(net, state.feedback, trace, e), state
 

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from ngf.core.checks import number
 from ngf.core.feedback import check_distribution, layer_feedback, propagate_errors, receive_change
-from ngf.core.network import output_error, updates_from_deltas
+from ngf.core.network import updates_from_deltas
 from ngf.core.rule import LearningRule
 from ngf.host.hookspecs import hookimpl
 
@@ -46,7 +46,7 @@ def kp(decay: float = 3e-4, scale: float = 0.1, dist: str = "normal") -> Learnin
         return KPState(layer_feedback(key, params, scale, dist))
 
     def compute_targets(net, params, trace, labels, state):
-        e = output_error(trace[-1].pre, labels)  # δ^L = e
+        e = net.loss.error(trace[-1].pre, labels)  # δ^L = e
         # δ^k = f'(h^k) ⊙ Σ_c J_c^T(B_c, δ^c): as fa, no forward weight is read on the way down
         return propagate_errors(net, state.feedback, trace, e), state
 

@@ -21,7 +21,6 @@ from jax.flatten_util import ravel_pytree
 
 from ngf.core.checks import number
 from ngf.core.errors import NgfError
-from ngf.core.network import cross_entropy
 from ngf.core.rule import LearningRule
 from ngf.host.hookspecs import hookimpl
 
@@ -129,7 +128,7 @@ def local_search(
 
     def compute_targets(net, params, trace, labels, state):
         flat, unravel = ravel_pytree(params)
-        x, current = trace[0].inputs, jnp.mean(cross_entropy(trace[-1].pre, labels))
+        x, current = trace[0].inputs, jnp.mean(net.loss.per_example(trace[-1].pre, labels))
         if mode == "layer":
             blocks = layer_blocks(params, fraction)
             choice = state.step % len(blocks)
@@ -140,7 +139,7 @@ def local_search(
         steps = state.sigma * mask * jax.random.normal(k_noise, index.shape, flat.dtype)
 
         def batch_loss(i, s):  # the batch loss with one candidate's change applied
-            return jnp.mean(cross_entropy(net.logits(unravel(flat.at[i].add(s)), x), labels))
+            return jnp.mean(net.loss.per_example(net.logits(unravel(flat.at[i].add(s)), x), labels))
 
         losses = jax.vmap(batch_loss)(index, steps)
         best = jnp.argmin(losses)

@@ -5,7 +5,7 @@ from typing import NamedTuple
 from ngf.core.checks import number
 from ngf.core.errors import NgfError
 from ngf.core.feedback import check_distribution, layer_feedback, receive_change, walk_down
-from ngf.core.network import output_error, updates_from_deltas
+from ngf.core.network import updates_from_deltas
 from ngf.core.rule import LearningRule
 from ngf.host.hookspecs import hookimpl
 
@@ -57,7 +57,7 @@ def lra(
             # δ^l = ∂(½‖z − y‖²)/∂h^l = f'(h^l) ⊙ (z^l − y^l)
             return net.activation_vjp(l, node.pre, node.out - y)
 
-        e = output_error(trace[-1].pre, labels)  # δ^L = e
+        e = net.loss.error(trace[-1].pre, labels)  # δ^L = e
         return walk_down(net, e, send, signal), state
 
     def local_update(net, params, trace, deltas, state):

@@ -64,7 +64,7 @@ import jax.numpy as jnp
 from ngf.core.checks import number
 from ngf.core.errors import NgfError
 from ngf.core.feedback import check_distribution, layer_feedback
-from ngf.core.network import INPUT, cross_entropy, output_error, sum_of_parents
+from ngf.core.network import INPUT, sum_of_parents
 from ngf.core.rule import LearningRule
 from ngf.host.hookspecs import hookimpl
 
@@ -106,7 +106,7 @@ def prediction_errors(net, params, trace, inputs: tuple, acts: tuple, labels: ja
            for l in range(net.depth)]
     errors = tuple(acts[l] - net.activations[l](pre[l]) for l in range(net.depth - 1))
     deltas = tuple(-net.activation_vjp(l, pre[l], eps) for l, eps in enumerate(errors))
-    return errors, deltas + (beta * output_error(pre[-1], labels),)
+    return errors, deltas + (beta * net.loss.error(pre[-1], labels),)
 
 
 def energy_gradient(net, back, inputs: tuple, errors: tuple, deltas: tuple) -> tuple:
@@ -144,7 +144,7 @@ def energy(net, params, x: jax.Array, acts: tuple, labels: jax.Array, beta: floa
     inputs = node_inputs(net, x, acts)
     pre = [net.pre_activation(l, params[l], inputs[l]) for l in range(net.depth)]
     squares = sum(0.5 * jnp.sum((a - net.activations[l](pre[l])) ** 2) for l, a in enumerate(acts))
-    return squares + beta * jnp.sum(cross_entropy(pre[-1], labels))
+    return squares + beta * jnp.sum(net.loss.per_example(pre[-1], labels))
 
 
 def pc(steps: int = 10, rate: float = 0.05, beta: float = 0.05, feedback: str = "symmetric",

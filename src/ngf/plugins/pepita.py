@@ -68,7 +68,6 @@ import jax
 
 from ngf.core.checks import number
 from ngf.core.feedback import check_distribution
-from ngf.core.network import output_error
 from ngf.core.rule import LearningRule
 from ngf.host.hookspecs import hookimpl
 
@@ -110,7 +109,7 @@ def pepita(f_scale: float = 0.01, dist: str = "uniform") -> LearningRule:
         return PepitaState(input_projection(key, net, params, f_scale, dist))
 
     def compute_targets(net, params, trace, labels, state):
-        e = output_error(trace[-1].pre, labels)
+        e = net.loss.error(trace[-1].pre, labels)
         x = trace[0].inputs  # node 0 reads x alone (network.check_reads: it can read nothing else)
         x_mod = x + (e @ state.projection.T).reshape(x.shape).astype(x.dtype)  # x' = x + F e, in x's shape
         _, modulated = net.forward(params, x_mod)  # pass 2: forward only, nothing walks down

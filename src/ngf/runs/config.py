@@ -15,6 +15,7 @@ from ngf.core.init import parse_init
 from ngf.core.rule import LearningRule
 from ngf.data.splits import DataSplits
 from ngf.runs.loggers import check_log
+from ngf.runs.protocol import build_optimizer, check_protocol
 
 OPTIMIZERS: dict[str, Callable[[float], optax.GradientTransformation]] = {
     "adam": optax.adam,
@@ -26,15 +27,12 @@ OPTIMIZERS: dict[str, Callable[[float], optax.GradientTransformation]] = {
 }
 
 
-SCHEDULES = ("constant", "cosine")
+SCHEDULES = ("constant", "cosine", "multistep")
 
 
 def make_optimizer(config: "RunConfig", steps_per_epoch: int) -> optax.GradientTransformation:
-    """The optax optimiser for a run, with its learning-rate schedule."""
-    lr = config.lr
-    if config.schedule == "cosine":  # decays from lr to 0 over the whole run
-        lr = optax.cosine_decay_schedule(config.lr, config.epochs * steps_per_epoch)
-    return OPTIMIZERS[config.optimizer](lr)
+    """The optax optimiser for a run, with its learning-rate schedule, momentum and weight decay."""
+    return build_optimizer(config, steps_per_epoch, OPTIMIZERS, config.run_epochs, config.run_milestones)
 
 
 @dataclasses.dataclass
@@ -65,6 +63,27 @@ class RunConfig:
     dataset_opts: dict = dataclasses.field(default_factory=dict)  # the dataset's options (--dataset-opt)
     log: tuple = ()  # loggers, NAME[:ARG] each: tensorboard, wandb, mlflow (ngf.runs.loggers)
     experiment: str | None = None  # the compare/sweep folder of this run: loggers group its runs by it
+    weight_decay: float = 0.0  # λ: L2 before the optimiser (coupled) or AdamW's after it (decoupled)
+    weight_decay_mode: str = "coupled"
+    momentum: float | None = None  # sgd, momentum, nesterov, rmsprop; None: the optimiser's own
+    milestones: tuple = ()  # --schedule multistep: lr × gamma after each of these epochs
+    gamma: float = 0.1
+    epochs_scale: float = 1.0  # train round(scale × epochs) epochs, milestones scaled alike
+    val_split: int = 0  # training examples held out for validation (best_epoch in the summary)
+    pad_to: int | None = None  # zero-pad the images to S × S, centred
+    loss: str = "ce"  # ce, mse or bce (ngf.core.losses)
+
+    @property
+    def run_epochs(self) -> int:
+        """The epochs the run trains: round(epochs_scale × epochs), at least 1 (``epochs`` when unscaled)."""
+        return self.epochs if self.epochs_scale == 1 else max(1, round(self.epochs_scale * self.epochs))
+
+    @property
+    def run_milestones(self) -> tuple:
+        """The milestones the schedule uses, scaled like the epochs: rounded, at least 1, duplicates merged."""
+        if self.epochs_scale == 1:
+            return tuple(self.milestones)
+        return tuple(sorted({max(1, round(self.epochs_scale * m)) for m in self.milestones}))
 
     def validate(self) -> None:
         """Reject values no run could use."""
@@ -111,6 +130,7 @@ class RunConfig:
         if self.optimizer not in OPTIMIZERS:
             raise unknown_name("optimizer", self.optimizer, OPTIMIZERS)
         parse_init(self.init)
+        check_protocol(self)
         if not isinstance(self.dataset_opts, dict):
             raise NgfError(f"dataset_opts must be a dict of NAME: VALUE, got {self.dataset_opts!r}")
         if self.dataset_opts and not isinstance(self.dataset, str):

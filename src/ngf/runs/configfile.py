@@ -141,6 +141,10 @@ def write(out: Path | None, config, registry, names: dict, record: dict | None =
         return
     header = ("ngf run configuration, complete with defaults.\n"
               f"Repeat with: ngf run --config {Path(out) / CONFIG_FILE} --out NEW_FOLDER")
+    if config.epochs_scale != 1:  # the values below stay unscaled, so a repeat or a resume scales them once
+        milestones = ", ".join(map(str, config.run_milestones)) or "none"
+        header += (f"\nepochs_scale {config.epochs_scale:g}: this run trains {config.run_epochs} epochs "
+                   f"(of {config.epochs}), milestones {milestones}")
     record = resolved(config, registry, names) if record is None else record
     atomic.write_text(Path(out) / CONFIG_FILE, dumps(record, header))
 

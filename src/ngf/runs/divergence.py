@@ -10,7 +10,7 @@ An epoch has diverged when
 * a parameter is NaN or infinite, or
 * its training or test loss is NaN or infinite, or
 * a loss exceeds ``ratio`` × max(initial loss, ln C), where the initial loss is the
-  untrained network's mean cross-entropy on (up to) the first 1,000 test examples and
+  untrained network's mean loss (the network's, --loss) on (up to) the first 1,000 test examples and
   C the number of classes (``RunConfig.divergence_ratio``, default 1000; 0 turns this
   bound off). An optimiser pushed far too hard (``--lr 1e6`` with Adam on the default
   mlp) need not produce a NaN: its ReLUs die and its logits shrink again, but its

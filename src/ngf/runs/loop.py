@@ -34,6 +34,7 @@ class Setup(NamedTuple):
 
     engine: Engine
     arrays: tuple  # x_train, y_train, x_test, y_test, on the devices
+    val: tuple  # x_val, y_val on the devices (--val-split), or ()
     data_key: jax.Array
     guard: DivergenceCheck
     track: Callable | None  # the alignment tracker (``--track-alignment``)
@@ -59,6 +60,7 @@ def _start(config: RunConfig, run: Resolved, place: RunFolder, clock: Clock):
     engine = Engine(run.net, run.rule, make_optimizer(config, n_steps), config.batch_size,
                     len(run.data.x_train), per_call, DataParallel.over(n_devices) if n_devices > 1 else None)
     arrays = engine.place(tuple(map(jnp.asarray, run.data[:4])))
+    val = engine.place(tuple(map(jnp.asarray, run.val)))
     rule_key, data_key = jax.random.split(seed_key(config.seed))
     fresh = engine.init(rule_key, params)
     state, history, clock.earlier = checkpoint.start(out, fresh, config.resume, place.writer)
@@ -72,7 +74,7 @@ def _start(config: RunConfig, run: Resolved, place: RunFolder, clock: Clock):
     guard = DivergenceCheck(first["loss"], run.data.n_classes, config.divergence_ratio)
     track = (alignment_tracker(run.net, run.rule, arrays[0][:config.batch_size], arrays[1][:config.batch_size])
              if config.track_alignment else None)
-    return Setup(engine, arrays, data_key, guard, track, n_devices), state, history
+    return Setup(engine, arrays, val, data_key, guard, track, n_devices), state, history
 
 
 def _epoch(setup: Setup, state, epoch: int, progress) -> tuple[object, dict]:
@@ -83,8 +85,11 @@ def _epoch(setup: Setup, state, epoch: int, progress) -> tuple[object, dict]:
                                             progress)
     seconds = time.perf_counter() - t0  # train_epoch ends by fetching its metrics
     test = setup.engine.evaluate(state.params, x_test, y_test)
-    return state, {"epoch": epoch, **train, "test_loss": test["loss"], "test_accuracy": test["accuracy"],
-                   "seconds": seconds}
+    record = {"epoch": epoch, **train, "test_loss": test["loss"], "test_accuracy": test["accuracy"]}
+    if setup.val:  # --val-split: the held-out training examples
+        held = setup.engine.evaluate(state.params, *setup.val)
+        record.update(val_loss=held["loss"], val_accuracy=held["accuracy"])
+    return state, {**record, "seconds": seconds}
 
 
 def train(config: RunConfig, run: Resolved, place: RunFolder, callbacks: WithHooks) -> dict:
@@ -102,7 +107,7 @@ def train(config: RunConfig, run: Resolved, place: RunFolder, callbacks: WithHoo
                             "device": f"{setup.n_devices} × {jax.devices()[0].device_kind}",
                             "history": list(history)})
         progress = callbacks.on_progress if callbacks.wants_progress else None
-        for epoch in range(len(history) + 1, config.epochs + 1):
+        for epoch in range(len(history) + 1, config.run_epochs + 1):
             state, record = _epoch(setup, state, epoch, progress)
             problem = setup.guard.problem(record, state.params)  # one device check per epoch
             if problem is not None:
@@ -149,5 +154,5 @@ def _diverged(config, names, history, clock: Clock, place: RunFolder, record, pr
     callbacks.on_end(summary)
     kept = (f"; kept the checkpoint of epoch {len(history)} in {out}" if out is not None and history
             else "")
-    raise Diverged(f"training diverged in epoch {epoch} of {config.epochs}: {problem} "
+    raise Diverged(f"training diverged in epoch {epoch} of {config.run_epochs}: {problem} "
                    f"(lower --lr?){kept}", atomic.finite_or_none(summary))

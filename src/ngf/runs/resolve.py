@@ -7,20 +7,23 @@ Python API, checked and used as it is.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 from flax import nnx
 
 from ngf.core.errors import NgfError
+from ngf.core.init import parse_init, seed_key
+from ngf.core.losses import loss_named
 from ngf.core.network import Network
 from ngf.core.rule import LearningRule
-from ngf.core.init import seed_key
 from ngf.data.forms import form_loader
 from ngf.data.splits import DataSplits, check_splits
 from ngf.host.options import bind_options
 from ngf.host.registry import Entry, Registry
 from ngf.runs.config import RunConfig
 from ngf.runs.memory import check_memory
+from ngf.runs.protocol import prepare_data
 
 
 class Resolved(NamedTuple):
@@ -32,6 +35,7 @@ class Resolved(NamedTuple):
     net: Network
     params: tuple
     names: dict  # {"rule": ..., "model": ..., "dataset": ...}
+    val: tuple = ()  # (x_val, y_val): the training examples --val-split holds out, if any
 
 
 def resolve(config: RunConfig, registry: Registry, labels: dict | None = None) -> Resolved:
@@ -41,13 +45,18 @@ def resolve(config: RunConfig, registry: Registry, labels: dict | None = None) -
     given through the Python API in the summary and the files.
     """
     rule, rule_name = resolve_rule(config, registry)
+    if rule.needs_nonzero_weights and parse_init(config.init)[0] == "zeros":
+        raise NgfError(f"rule {rule_name!r} reads the forward weights (its feedback follows them), so it cannot "
+                       f"start from --init zeros; choose another init")
     data, data_name = resolve_data(config, registry)
+    data, val = prepare_data(data, config, data_name)  # --pad-to, --val-split (seeded by the run's seed alone)
     if config.batch_size > len(data.x_train):
         raise NgfError(f"batch-size {config.batch_size} is larger than the {len(data.x_train)} training examples")
     model, model_name = resolve_model(config, data, registry)
     names = labelled(config, {"rule": rule_name, "model": model_name, "dataset": data_name}, labels or {})
     net, params = build_network(model, data, names)
-    return Resolved(rule, data, model, net, params, names)
+    net = dataclasses.replace(net, loss=loss_named(config.loss))  # every rule reads L and e from the network
+    return Resolved(rule, data, model, net, params, names, val)
 
 
 def resolve_rule(config: RunConfig, registry: Registry) -> tuple[LearningRule, str]:
@@ -93,7 +102,21 @@ def resolve_model(config: RunConfig, data: DataSplits, registry: Registry) -> tu
         return config.model, type(config.model).__name__
     make, build, name = model_factory(config, data, registry)
     check_memory(make, config.seed, name)  # from shapes alone, before a huge model is allocated
-    return build(nnx.Rngs(seed_key(config.seed))), name  # all 64 bits of the seed
+    return created(make, build, seed_key(config.seed)), name  # all 64 bits of the seed
+
+
+def created(make, build, key):
+    """The model ``make(nnx.Rngs(key))`` draws, created by one compiled program (README.md, Start-up).
+
+    Built op by op, every layer's initialiser was a compilation of its own (35 for the mlp);
+    under one ``nnx.jit`` the weights are the same, bitwise (tests/test_startup.py). A factory
+    that cannot be traced (it reads a value) is built eagerly with ``build``, which names its failures.
+    """
+    try:
+        model = nnx.jit(lambda k: make(nnx.Rngs(k)))(key)
+    except Exception:  # noqa: BLE001 - any failure: the eager build below reports it, or succeeds
+        model = None
+    return model if isinstance(model, nnx.Module) else build(nnx.Rngs(key))
 
 
 def model_factory(config: RunConfig, data: DataSplits, registry: Registry):

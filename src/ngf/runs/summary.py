@@ -8,8 +8,10 @@ import time
 from collections.abc import Mapping
 
 from ngf.runs.config import RunConfig
+from ngf.runs.protocol import best_epoch
 
-SUMMARY_METRICS = ("train_accuracy", "test_accuracy", "train_loss", "test_loss", "alignment_degrees")
+SUMMARY_METRICS = ("train_accuracy", "test_accuracy", "train_loss", "test_loss", "val_accuracy", "val_loss",
+                   "alignment_degrees")
 
 
 def config_record(config: RunConfig, names: dict) -> dict:
@@ -50,8 +52,11 @@ def summarise(config: RunConfig, names: dict, history: list, clock: Clock, statu
     """
     last = last if last is not None else (history[-1] if history else {})
     this_part = clock.last()
-    return {**names, "status": status, "epochs": config.epochs, "epochs_completed": len(history),
-            "seed": config.seed, **{k: last[k] for k in SUMMARY_METRICS if k in last}, **extra,
+    scale = {} if config.epochs_scale == 1 else {"epochs_scale": config.epochs_scale,
+                                                  "epochs_unscaled": config.epochs}
+    return {**names, "status": status, "epochs": config.run_epochs, **scale, "epochs_completed": len(history),
+            "seed": config.seed, **{k: last[k] for k in SUMMARY_METRICS if k in last}, **best_epoch(history),
+            **extra,
             "epoch_seconds": [r["seconds"] for r in history],
             "wall_seconds": clock.earlier + this_part, "wall_seconds_last": this_part,
             "config": config_record(config, names), "history": history}

@@ -47,13 +47,14 @@ def _sign_rule(init, magnitudes) -> ngf.LearningRule:
 
     def compute_targets(net, params, trace, labels, state):
         m, state = magnitudes(params, state)
-        e = ngf.output_error(trace[-1].pre, labels)  # δ^L = e
+        e = net.loss.error(trace[-1].pre, labels)  # δ^L = e
         return ngf.propagate_errors(net, sign_concordant(params, m), trace, e), state
 
     def local_update(net, params, trace, deltas, state):
         return ngf.updates_from_deltas(net, params, trace, deltas), state
 
-    return ngf.LearningRule(init, compute_targets, local_update)
+    # B = sign(θ) ⊙ M: zero forward weights would give zero feedback, so --init zeros is refused
+    return ngf.LearningRule(init, compute_targets, local_update, needs_nonzero_weights=True)
 
 
 def usf(scale: float = 1.0) -> ngf.LearningRule:
