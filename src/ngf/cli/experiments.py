@@ -29,11 +29,19 @@ def experiment_command(args, registry, console) -> list:
     from ngf.experiments.report import write_report
     from ngf.experiments.runner import execute
 
-    base = RunConfig(**base_record(args))
-    rules = split_list(args.rules, "--rules") if args.rules else [base.rule]
-    datasets = split_list(args.datasets, "--datasets") if args.datasets else [base.dataset]
-    seeds = split_list(args.seeds, "--seeds", int) if args.seeds else [base.seed]
-    grid = parse_grid(getattr(args, "grid", None))
+    from ngf.experiments.planfile import merged_grid, read_plan
+
+    base = RunConfig(**base_record(args))  # checks --config FILE, whose [plan] is read next
+    planned = read_plan(getattr(args, "config", None))  # the file's [plan]; the command line wins
+    rules = split_list(args.rules, "--rules") if args.rules else planned.get("rules")
+    if rules is None and args.command == "compare":
+        raise NgfError("ngf compare needs --rules R1,R2,... (or rules in the config file's [plan] table)")
+    rules = rules or [base.rule]
+    datasets = split_list(args.datasets, "--datasets") if args.datasets else planned.get("datasets", [base.dataset])
+    seeds = split_list(args.seeds, "--seeds", int) if args.seeds else planned.get("seeds", [base.seed])
+    grid = merged_grid(planned.get("grid", []), parse_grid(getattr(args, "grid", None)))
+    if not grid and args.command == "sweep":
+        raise NgfError("ngf sweep needs --grid KEY=V1,V2,... (or a [plan.grid] table in the config file)")
     runs = plan(base, rules, datasets, seeds, grid, Path(args.out), registry)
     summaries = execute(runs, registry, lambda item: RichCallbacks(console, item.config.run_epochs, args.quiet),
                         executor=(getattr(args, "executor", "local"), getattr(args, "ray_address", None)),

@@ -127,13 +127,14 @@ def _experiment_parser(sub, name: str, run_parser) -> None:
     sweep = name == "sweep"
     p = sub.add_parser(name, help="every rule × grid point × dataset × seed, with a table and curves" if sweep
                        else "compare rules on datasets: a table and curves like the poster's")
-    p.add_argument("--rules", "--rule", default=None, required=not sweep,
-                   help="comma-separated rules, e.g. bp,lra,fa,dfa" + ("" if not sweep else " (default: lra)"))
+    p.add_argument("--rules", "--rule", default=None,
+                   help="comma-separated rules, e.g. bp,lra,fa,dfa" + (" (default: lra)" if sweep else "")
+                   + "; or rules in the --config file's [plan] table")
     p.add_argument("--datasets", "--dataset", default=None, help="comma-separated datasets (default mnist)")
     p.add_argument("--seeds", "--seed", default=None, help="comma-separated seeds (default 0)")
     p.add_argument("--out", required=True, help="folder for results.md, results.csv, curves.png and the runs")
     if sweep:
-        p.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2,...",
+        p.add_argument("--grid", action="append", metavar="KEY=V1,V2,...",
                        help="values to sweep (repeatable): a run option (lr, batch_size, optimizer, init, "
                             "schedule, ...), rule.NAME or model.NAME, or a plain name of the rule's, "
                             "else the model's, options; ';' separates values that are lists")

@@ -106,6 +106,7 @@ def read(path: str | Path) -> dict:
         raise NgfError(f"config file {path} is not valid TOML: {exc}") from None
     except OSError as exc:
         raise NgfError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    record.pop("plan", None)  # an experiment's [plan] (ngf.experiments.planfile): not a run option
     return normalise(record, str(path))
 
 

@@ -1,0 +1,83 @@
+"""The ``[plan]`` table of a config file: what ``ngf compare`` / ``ngf sweep --config FILE`` run.
+
+A config file holds a run's options at its top level (``ngf run --config``) and may
+hold the experiment itself in a ``[plan]`` table, so a published setup is one file
+(``docs/reproductions/``)::
+
+    [plan]
+    rules = ["bp", "fa", "dfa"]
+    datasets = ["mnist", "fashion-mnist"]
+    seeds = [0]
+    [plan.grid]                      # as --grid KEY=V1,V2: one list of values per key
+    "model.widths" = [[800], [800, 800]]
+
+Options given on the command line win: ``--rules``, ``--datasets`` and ``--seeds``
+replace the file's lists, and a ``--grid KEY=...`` replaces that key's values.
+``ngf run --config FILE`` reads the same file and ignores its ``[plan]``.
+"""
+
+from __future__ import annotations
+
+import numbers
+import tomllib
+from pathlib import Path
+
+from ngf.core.errors import NgfError
+from ngf.runs.configfile import MAX_BYTES
+
+PLAN_KEYS = ("rules", "datasets", "seeds", "grid")
+
+
+def read_plan(path: str | Path | None) -> dict:
+    """The checked ``[plan]`` table of the config file at ``path``; {} without a file or a table.
+
+    The file itself (size, TOML) was checked when its options were read.
+    """
+    if not path:
+        return {}
+    with open(path, "rb") as handle:
+        plan = tomllib.loads(handle.read(MAX_BYTES).decode()).get("plan", {})
+    where = f"config file {path}, [plan]"
+    if not isinstance(plan, dict):
+        raise NgfError(f"{where} must be a table with {', '.join(PLAN_KEYS)}")
+    unknown = sorted(set(plan) - set(PLAN_KEYS))
+    if unknown:
+        raise NgfError(f"{where}: unknown key {unknown[0]!r}; valid keys: {', '.join(PLAN_KEYS)}")
+    for key in ("rules", "datasets"):
+        if key in plan and not _list_of(plan[key], str):
+            raise NgfError(f"{where}: {key} must be a non-empty list of names, each once, got {plan[key]!r}")
+    if "seeds" in plan and not _list_of(plan["seeds"], numbers.Integral):
+        raise NgfError(f"{where}: seeds must be a non-empty list of integers, each once, got {plan['seeds']!r}")
+    return {**plan, "grid": _grid(plan.get("grid", {}), where)}
+
+
+def _list_of(value, kind) -> bool:
+    return (isinstance(value, list) and bool(value) and len(set(value)) == len(value)
+            and all(isinstance(v, kind) and not isinstance(v, bool) for v in value))
+
+
+def _grid(table, where: str) -> list[tuple[str, list[str]]]:
+    """``{"lr": [1e-3, 1e-2], "model.widths": [[800], [800, 800]]}`` → ``[("lr", ["0.001", "0.01"]), ...]``,
+    the values as ``--grid`` text (a list's items joined by commas)."""
+    if not isinstance(table, dict):
+        raise NgfError(f"{where}: grid must be a table of KEY = [VALUE, ...]")
+    grid = []
+    for key, values in table.items():
+        if not isinstance(values, list) or not values:
+            raise NgfError(f"{where}: grid {key} must be a non-empty list of values, got {values!r}")
+        grid.append((key, [_text(v) for v in values]))
+    return grid
+
+
+def _text(value) -> str:
+    if isinstance(value, list):
+        return ",".join(_text(v) for v in value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def merged_grid(from_file: list, given: list) -> list:
+    """The file's grid with each key given on the command line replaced by its values there."""
+    replaced = {key for key, _ in given}
+    return [(k, v) for k, v in from_file if k not in replaced] + list(given)

@@ -1,0 +1,81 @@
+"""``ngf compare`` / ``ngf sweep --config FILE``: the experiment in the file's ``[plan]`` table."""
+
+import json
+
+import pytest
+
+from ngf.cli import main
+from ngf.core.errors import NgfError
+from ngf.experiments.planfile import merged_grid, read_plan
+
+TINY = ["--plugin", "ngf_tiny_data", "--quiet"]
+FILE = """
+model = "mlp"
+epochs = 1
+batch_size = 32
+[model_opts]
+widths = [8]
+[plan]
+rules = ["bp", "fa"]
+datasets = ["tiny"]
+seeds = [0, 1]
+[plan.grid]
+lr = [1e-3, 1e-2]
+"""
+
+
+def _summaries(out):
+    return sorted((s["rule"], s["seed"], s["config"]["lr"])
+                  for s in (json.loads(p.read_text()) for p in out.rglob("summary.json")))
+
+
+def test_compare_runs_the_plan_of_its_config_file(tmp_path):
+    config = tmp_path / "setup.toml"
+    config.write_text(FILE)
+    out = tmp_path / "cmp"
+    assert main(["compare", "--config", str(config), "--out", str(out), *TINY]) == 0
+    assert _summaries(out) == sorted((r, s, lr) for r in ("bp", "fa") for s in (0, 1) for lr in (1e-3, 1e-2))
+    assert "lr=0.001" in (out / "results.md").read_text()
+
+
+def test_the_command_line_wins_over_the_plan(tmp_path):
+    config = tmp_path / "setup.toml"
+    config.write_text(FILE)
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--config", str(config), "--rules", "bp", "--seeds", "3", "--grid", "lr=0.05",
+                 "--out", str(out), *TINY]) == 0
+    assert _summaries(out) == [("bp", 3, 0.05)]
+
+
+def test_ngf_run_reads_the_options_and_ignores_the_plan(tmp_path):
+    config = tmp_path / "setup.toml"
+    config.write_text(FILE)
+    assert main(["run", "--config", str(config), "--rule", "fa", "--dataset", "tiny", "--out",
+                 str(tmp_path / "one"), *TINY]) == 0
+    summary = json.loads((tmp_path / "one" / "summary.json").read_text())
+    assert (summary["rule"], summary["config"]["model_opts"]["widths"]) == ("fa", [8])
+
+
+@pytest.mark.parametrize("plan, message", [
+    ("rules = 'bp'", "rules must be a non-empty list"),
+    ("seeds = [0, 0]", "seeds must be a non-empty list of integers, each once"),
+    ("colour = 1", "unknown key 'colour'"),
+    ("[plan.grid]\nlr = []", "grid lr must be a non-empty list"),
+])
+def test_a_bad_plan_is_one_line(tmp_path, plan, message):
+    config = tmp_path / "bad.toml"
+    config.write_text("[plan]\n" + plan + "\n")
+    with pytest.raises(NgfError, match=message):
+        read_plan(config)
+
+
+def test_compare_without_rules_anywhere_and_sweep_without_grid_exit_2(tmp_path, capsys):
+    assert main(["compare", "--out", str(tmp_path / "a"), *TINY]) == 2
+    assert "needs --rules" in capsys.readouterr().out
+    assert main(["sweep", "--out", str(tmp_path / "b"), *TINY]) == 2
+    assert "needs --grid" in capsys.readouterr().out
+
+
+def test_grid_values_are_grid_text_and_the_command_line_replaces_a_key():
+    assert merged_grid([("lr", ["0.1"]), ("model.widths", ["800", "800,800"])], [("lr", ["0.2"])]) == [
+        ("model.widths", ["800", "800,800"]), ("lr", ["0.2"])]
