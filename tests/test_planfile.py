@@ -79,3 +79,23 @@ def test_compare_without_rules_anywhere_and_sweep_without_grid_exit_2(tmp_path, 
 def test_grid_values_are_grid_text_and_the_command_line_replaces_a_key():
     assert merged_grid([("lr", ["0.1"]), ("model.widths", ["800", "800,800"])], [("lr", ["0.2"])]) == [
         ("model.widths", ["800", "800,800"]), ("lr", ["0.2"])]
+
+
+def test_by_rule_sets_run_options_for_one_rule_only(tmp_path):
+    config = tmp_path / "setup.toml"
+    config.write_text(FILE.replace("[plan.grid]\nlr = [1e-3, 1e-2]\n", "[plan.by_rule.fa]\nlr = 0.05\n"))
+    out = tmp_path / "cmp"
+    assert main(["compare", "--config", str(config), "--seeds", "0", "--out", str(out), *TINY]) == 0
+    assert _summaries(out) == [("bp", 0, 0.001), ("fa", 0, 0.05)]
+
+
+@pytest.mark.parametrize("table, message", [
+    ("rules = ['bp']\n[plan.by_rule.fa]\nlr = 0.1", "by_rule.fa names a rule that is not in the plan"),
+    ("[plan.by_rule.fa]\nseed = 3", "seed is set by the experiment"),
+    ("[plan.by_rule.fa]\nlearning_rate = 3", "unknown option 'learning_rate'"),
+])
+def test_a_bad_by_rule_table_is_one_line(tmp_path, table, message):
+    config = tmp_path / "bad.toml"
+    config.write_text("[plan]\n" + table + "\n")
+    with pytest.raises(NgfError, match=message):
+        read_plan(config)

@@ -26,7 +26,7 @@ from ngf.host.options import MODEL_POSITIONAL, coerce, factory_options
 from ngf.runs.config import RunConfig
 
 NOT_GRIDDED = ("rule", "dataset", "seed", "out", "overwrite", "resume", "rule_opts", "model_opts", "dataset_opts",
-               "log", "experiment")
+               "log", "experiment", "threads")  # threads: the process's, ngf.experiments.workers
 
 
 class Planned(NamedTuple):
@@ -146,8 +146,13 @@ def slug(text: str) -> str:
     return text.replace(" ", "_").replace("/", "-").replace(",", "+") or "run"
 
 
-def plan(base: RunConfig, rules, datasets, seeds, grid, out: Path, registry) -> list[Planned]:
-    """Every run of the experiment, in order: rule, grid point, dataset, seed."""
+def plan(base: RunConfig, rules, datasets, seeds, grid, out: Path, registry,
+         by_rule: dict | None = None) -> list[Planned]:
+    """Every run of the experiment, in order: rule, grid point, dataset, seed.
+
+    ``by_rule`` maps a rule to run options for its runs alone (a config file's
+    ``[plan.by_rule.RULE]``, ``ngf.experiments.planfile``); a grid point goes on top.
+    """
     for kind, names in (("rule", rules), ("dataset", datasets), ("model", [base.model])):
         for name in names:  # fail on a misspelt name before the first run, not after hours
             if isinstance(name, str) and not (kind == "dataset" and is_form(name)):  # hf:..., folder:...
@@ -157,7 +162,8 @@ def plan(base: RunConfig, rules, datasets, seeds, grid, out: Path, registry) -> 
     for rule in rules:
         opts = rule_opts_for(rule, base.rule_opts, registry, rules)
         for point in points:
-            config = _set_point(dataclasses.replace(base, rule=rule, rule_opts=opts), point, registry)
+            own = (by_rule or {}).get(rule, {})
+            config = _set_point(dataclasses.replace(base, rule=rule, rule_opts=opts, **own), point, registry)
             label = " ".join([rule] + [f"{k}={v}" for k, v in point])
             for dataset, seed in itertools.product(datasets, seeds):
                 folder = Path(out) / slug(dataset) / slug(label) / f"seed{seed}"

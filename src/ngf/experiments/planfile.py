@@ -10,9 +10,13 @@ hold the experiment itself in a ``[plan]`` table, so a published setup is one fi
     seeds = [0]
     [plan.grid]                      # as --grid KEY=V1,V2: one list of values per key
     "model.widths" = [[800], [800, 800]]
+    [plan.by_rule.dfa]               # run options for one rule's runs only (papers tune lr per rule)
+    lr = 1e-4
 
 Options given on the command line win: ``--rules``, ``--datasets`` and ``--seeds``
-replace the file's lists, and a ``--grid KEY=...`` replaces that key's values.
+replace the file's lists, and a ``--grid KEY=...`` replaces that key's values. A
+``by_rule`` table's options go on top of the file's and the command line's for that
+rule's runs; a grid point goes on top of them.
 ``ngf run --config FILE`` reads the same file and ignores its ``[plan]``.
 """
 
@@ -23,9 +27,10 @@ import tomllib
 from pathlib import Path
 
 from ngf.core.errors import NgfError
-from ngf.runs.configfile import MAX_BYTES
+from ngf.experiments.plan import NOT_GRIDDED
+from ngf.runs.configfile import MAX_BYTES, normalise
 
-PLAN_KEYS = ("rules", "datasets", "seeds", "grid")
+PLAN_KEYS = ("rules", "datasets", "seeds", "grid", "by_rule")
 
 
 def read_plan(path: str | Path | None) -> dict:
@@ -48,7 +53,25 @@ def read_plan(path: str | Path | None) -> dict:
             raise NgfError(f"{where}: {key} must be a non-empty list of names, each once, got {plan[key]!r}")
     if "seeds" in plan and not _list_of(plan["seeds"], numbers.Integral):
         raise NgfError(f"{where}: seeds must be a non-empty list of integers, each once, got {plan['seeds']!r}")
-    return {**plan, "grid": _grid(plan.get("grid", {}), where)}
+    return {**plan, "grid": _grid(plan.get("grid", {}), where), "by_rule": _by_rule(plan, where)}
+
+
+def _by_rule(plan: dict, where: str) -> dict:
+    """``{rule: {RunConfig field: value}}``, each rule one of the plan's and each key a run option."""
+    table = plan.get("by_rule", {})
+    if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
+        raise NgfError(f"{where}: by_rule must hold one table of run options per rule, e.g. [plan.by_rule.dfa]")
+    stray = sorted(set(table) - set(plan.get("rules", table)))
+    if stray:
+        raise NgfError(f"{where}: by_rule.{stray[0]} names a rule that is not in the plan's rules")
+    checked = {}
+    for rule, options in table.items():
+        record = normalise(options, f"{where}.by_rule.{rule}")
+        fixed = sorted(set(record) & set(NOT_GRIDDED))
+        if fixed:
+            raise NgfError(f"{where}.by_rule.{rule}: {fixed[0]} is set by the experiment, not per rule")
+        checked[rule] = record
+    return checked
 
 
 def _list_of(value, kind) -> bool:
