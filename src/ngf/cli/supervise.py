@@ -41,14 +41,19 @@ def run(argv: list[str] | None) -> int:
                              preexec_fn=_die_with_parent)
     previous = _forward_signals(child)
     try:
-        held, fatal = [], False
+        held, fatal, traceback = [], False, []
         for line in child.stderr:
-            if RUNTIME_LINE.match(line) or FATAL in line:
+            # a Python traceback is held to the end too: a lost coordinator can surface as a
+            # JaxRuntimeError in the child ("Error dispatching computation") beside XLA's fatal log
+            if traceback or line.startswith("Traceback (most recent call last):"):
+                traceback.append(line)
+            elif RUNTIME_LINE.match(line) or FATAL in line:
                 fatal = fatal or FATAL in line
                 held.append(line)
             else:
                 sys.stderr.write(line)
                 sys.stderr.flush()
+            fatal = fatal or FATAL in line
         status = child.wait()
     finally:
         for signum, handler in previous.items():
@@ -58,7 +63,7 @@ def run(argv: list[str] | None) -> int:
               f"process too (exit status {EXIT_PEER_LOST}); resume with the same command and --resume once "
               "every process is back", file=sys.stderr, flush=True)
         return EXIT_PEER_LOST
-    sys.stderr.writelines(line for line in held if not line.startswith("[Gloo]"))
+    sys.stderr.writelines([line for line in held if not line.startswith("[Gloo]")] + traceback)
     return status if status >= 0 else 128 - status  # killed by a signal: as a shell reports it
 
 
