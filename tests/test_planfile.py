@@ -1,6 +1,7 @@
 """``ngf compare`` / ``ngf sweep --config FILE``: the experiment in the file's ``[plan]`` table."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -8,6 +9,7 @@ from ngf.cli import main
 from ngf.core.errors import NgfError
 from ngf.experiments.planfile import merged_grid, read_plan
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--plugin", "ngf_tiny_data", "--quiet"]
 FILE = """
 model = "mlp"
@@ -99,3 +101,22 @@ def test_a_bad_by_rule_table_is_one_line(tmp_path, table, message):
     config.write_text("[plan]\n" + table + "\n")
     with pytest.raises(NgfError, match=message):
         read_plan(config)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "docs" / "reproductions").glob("*.toml")), ids=lambda p: p.stem)
+def test_every_shipped_reproduction_plans_and_passes_the_checks(path):
+    """Each file of docs/reproductions: its options, plan, rules and models are valid, before any training."""
+    from ngf.experiments.plan import plan
+    from ngf.experiments.precheck import check_plan
+    from ngf.host.registry import load_registry
+    from ngf.runs.config import RunConfig
+    from ngf.runs.configfile import read
+
+    planned = read_plan(path)
+    assert planned["rules"] and planned["datasets"]
+    registry = load_registry([], [])
+    runs = plan(RunConfig(**read(path)), planned["rules"], planned["datasets"], planned.get("seeds", [0]),
+                planned["grid"], Path("/nonexistent"), registry, planned["by_rule"])
+    check_plan(runs, registry)
+    for item in runs:  # a rule's own run options reach its runs alone
+        assert all(getattr(item.config, k) == v for k, v in planned["by_rule"].get(item.config.rule, {}).items())

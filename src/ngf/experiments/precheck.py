@@ -12,6 +12,7 @@ from __future__ import annotations
 from ngf.core.errors import NgfError
 from ngf.experiments.plan import Planned
 from ngf.runs.memory import check_memory
+from ngf.runs.protocol import pad_images
 from ngf.runs.resolve import model_factory, resolve_data, resolve_rule
 
 
@@ -26,9 +27,10 @@ def check_plan(runs: list[Planned], registry) -> None:
                 continue
             checked.add((item.label, item.dataset))
             resolve_rule(config, registry)
-            source = (config.dataset, config.data_dir)
-            if source not in loaded:
-                loaded[source] = resolve_data(config, registry)[0]
+            source = (config.dataset, config.data_dir, config.pad_to)
+            if source not in loaded:  # the images the model will see: padded (--pad-to)
+                data, name = resolve_data(config, registry)
+                loaded[source] = pad_images(data, config.pad_to, name)
             make, _, name = model_factory(config, loaded[source], registry)
             check_memory(make, config.seed, name)
         except NgfError as exc:
