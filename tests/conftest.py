@@ -1,6 +1,9 @@
-"""Shared fixtures: the data search path, tiny datasets, strict JAX promotion."""
+"""Shared fixtures: the data search path, tiny datasets, strict JAX promotion, one compile cache."""
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import jax
@@ -8,10 +11,15 @@ import numpy as np
 import pytest
 
 from ngf.data.splits import DataSplits
+from ngf.runs.resolve import LOADED
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("NGF_DATA_DIR", str(ROOT.parent / "shared" / "datasets"))
 jax.config.update("jax_numpy_rank_promotion", "raise")
+if "NGF_COMPILE_CACHE" not in os.environ:  # one persistent compile cache for the session and its subprocesses
+    COMPILE_CACHE = tempfile.mkdtemp(prefix="ngf-test-jax-")  # (README.md, Start-up: measured against off)
+    os.environ["NGF_COMPILE_CACHE"] = COMPILE_CACHE
+    atexit.register(shutil.rmtree, COMPILE_CACHE, ignore_errors=True)
 
 
 def real_data_available(name: str = "mnist") -> bool:
@@ -39,5 +47,10 @@ def tiny_data() -> DataSplits:
 
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path, monkeypatch):
-    """Keep Hub downloads of every test in its own cache folder."""
+    """Keep Hub downloads of every test in its own cache folder, and its datasets loaded by itself.
+
+    Compiled programs are not downloads: ``$NGF_COMPILE_CACHE`` keeps them in one folder
+    for the whole session (above), so a test does not compile again what another compiled.
+    """
     monkeypatch.setenv("NGF_CACHE_DIR", str(tmp_path / "ngf-cache"))
+    LOADED.clear()

@@ -114,3 +114,14 @@ def test_plot_labels_name_only_what_differs():
                {"rule": "lra", "lr": 0.1, "seed": 1, "rule_opts": {"beta": 0.1}},
                {"rule": "lra", "lr": 0.01, "seed": 0, "rule_opts": {"beta": 0.5}, "init": "he"}]
     assert auto_labels(configs) == ["bp lr=0.1", "lra lr=0.1 rule.beta=0.1", "lra lr=0.01 rule.beta=0.5"]
+
+
+def test_curves_skip_a_run_that_diverged_in_its_first_epoch(tmp_path):
+    from ngf.experiments.plots import curves
+    from ngf.experiments.results import Result
+
+    record = {"epoch": 1, "train_loss": 0.5, "test_loss": 0.6, "train_accuracy": 0.8, "test_accuracy": 0.7}
+    results = [Result("bp", "tiny", 0, "a", {"history": [record]}),
+               Result("bp", "tiny", 1, "b", {"history": []}),  # diverged in epoch 1: no epoch recorded
+               Result("fa", "tiny", 0, "c", {"history": []})]
+    assert curves(results, tmp_path / "curves.png").read_bytes().startswith(PNG)

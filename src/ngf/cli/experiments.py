@@ -42,10 +42,12 @@ def experiment_command(args, registry, console) -> list:
     grid = merged_grid(planned.get("grid", []), parse_grid(getattr(args, "grid", None)))
     if not grid and args.command == "sweep":
         raise NgfError("ngf sweep needs --grid KEY=V1,V2,... (or a [plan.grid] table in the config file)")
-    runs = plan(base, rules, datasets, seeds, grid, Path(args.out), registry)
+    runs = plan(base, rules, datasets, seeds, grid, Path(args.out), registry, planned.get("by_rule"))
     summaries = execute(runs, registry, lambda item: RichCallbacks(console, item.config.run_epochs, args.quiet),
                         executor=(getattr(args, "executor", "local"), getattr(args, "ray_address", None)),
-                        overwrite=args.overwrite, report=console.print)
+                        overwrite=args.overwrite, report=lambda line: console.print(line, soft_wrap=True),
+                        stack=getattr(args, "stack", None),  # --stack (ngf.experiments.stacked)
+                        workers=getattr(args, "workers", 1))  # --workers (ngf.experiments.workers)
     text = "ngf " + shlex.join(getattr(args, "argv", None) or [args.command])
     return write_report(Path(args.out), runs, summaries, text, console)
 

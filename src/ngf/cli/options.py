@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import os
 from pathlib import Path
 
 from ngf.core.errors import NgfError
@@ -54,7 +55,7 @@ def explicit_record(args: argparse.Namespace, given) -> dict:
     fields, record = {f.name for f in dataclasses.fields(RunConfig)}, {}
     for dest in given:
         if dest not in fields and dest not in ASSIGNMENTS or dest == "resume":
-            continue  # --quiet, --plugin... are not part of a run's config; --resume is handled apart
+            continue  # --quiet, --no-compile-cache, --plugin... are not part of a run's config; --resume apart
         if dest in ASSIGNMENTS:
             field, flag = ASSIGNMENTS[dest]
             record[field] = parse_assignments(getattr(args, dest), flag)
@@ -68,13 +69,22 @@ def _given(args: argparse.Namespace) -> set[str]:
     return set(vars(args)) if given is None else given  # not knowing what was typed, all counts
 
 
+def apply_process_options(args: argparse.Namespace) -> None:
+    """Options of the process rather than of a run: ``--no-compile-cache`` sets ``$NGF_COMPILE_CACHE=off``
+    (for this process and the workers it starts; ``ngf.runs.compilecache``)."""
+    if getattr(args, "no_compile_cache", False):
+        os.environ["NGF_COMPILE_CACHE"] = "off"
+
+
 def base_record(args: argparse.Namespace) -> dict:
     """``RunConfig`` fields from ``--config FILE`` with the explicit options on top."""
+    apply_process_options(args)
     return layered(getattr(args, "config", None), explicit_record(args, _given(args)))
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """The ``RunConfig`` of ``ngf run``: defaults ← file ← explicit options."""
+    apply_process_options(args)
     given = _given(args)
     config_file, resume = getattr(args, "config", None), getattr(args, "resume", None)
     if config_file and resume:

@@ -42,6 +42,8 @@ def _run_parser(sub) -> None:
                    help="split each batch across this many devices (default: all JAX sees)")
     p.add_argument("--steps-per-call", type=int, default=None,
                    help="training steps per device call (default: the fast path for the model)")
+    p.add_argument("--threads", type=int, default=None, metavar="K",
+                   help="XLA's CPU threads: run on K of the usable cores (default: all); recorded in config.toml")
     p.add_argument("--rule-opt", action="append", default=[], metavar="NAME=VALUE",
                    help="rule hyperparameter (repeatable)")
     p.add_argument("--model-opt", action="append", default=[], metavar="NAME=VALUE",
@@ -51,6 +53,8 @@ def _run_parser(sub) -> None:
     p.add_argument("--log", action="append", default=[], metavar="NAME[:ARG]",
                    help="also log to tensorboard[:DIR], wandb[:PROJECT] or mlflow[:TRACKING_URI] (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    p.add_argument("--no-compile-cache", action="store_true",
+                   help="do not keep compiled programs in ngf's cache folder (or $NGF_COMPILE_CACHE=off)")
     p.add_argument("--log-csv", default=None, metavar="PATH", help="also write one CSV row per epoch to PATH")
     p.add_argument("--track-alignment", action="store_true",
                    help="record each layer's angle to the bp gradient every epoch, on a fixed batch")
@@ -143,7 +147,26 @@ def _experiment_parser(sub, name: str, run_parser) -> None:
                         "pip install 'ngf[ray]')")
     p.add_argument("--ray-address", default=None, metavar="ADDRESS",
                    help="the Ray cluster to use (default: start a local Ray instance)")
+    p.add_argument("--workers", type=_workers, default=1, metavar="N|auto",
+                   help="train N runs at once, each in its own process on its share of the cores "
+                        "(auto: one per usable core, at most one per run; default 1: one after another, here)")
+    p.add_argument("--stack", type=int, default=None, metavar="N",  # ngf.experiments.stacked
+                   help="train up to N runs that differ only in seed and lr together, as one vmapped program "
+                        "(1: each alone; default: 1 on a CPU, where stacking was measured slower, 16 on a GPU)")
     _copy_options(run_parser, p, lambda dest: dest not in SET_PER_RUN)
+
+
+def _workers(text: str):
+    """``--workers``: a positive integer, or ``auto`` (``ngf.experiments.workers.worker_count``)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expects a positive integer or auto, got {text!r}")
+    return value
 
 
 def _figure_parser(sub, name: str, run_parser) -> None:

@@ -71,14 +71,22 @@ def results_table(summary: dict) -> Table:
         table.add_column(column)
     for split in ("train", "test"):
         table.add_row(split, f"{summary[f'{split}_accuracy']:.4f}", f"{summary[f'{split}_loss']:.4f}")
-    table.caption = f"{summary['epochs']} epochs, {epoch_times(summary['epoch_seconds'])}, " \
-                    f"{summary['wall_seconds']:.1f} s in all"
+    times = epoch_times(summary['epoch_seconds'], summary.get("compile_seconds"))
+    table.caption = f"{summary['epochs']} epochs, {times}, {summary['wall_seconds']:.1f} s in all"
     return table
 
 
-def epoch_times(seconds: list[float]) -> str:
-    """``first epoch 2.10 s (compiling), then 0.05 s/epoch``: the first epoch's time includes the
-    compilation of the step, so the rate is the mean of the others."""
+def epoch_times(seconds: list[float], compile_seconds: float | None = None) -> str:
+    """``compiled in 1.20 s, then 0.05 s/epoch``: the compilation, timed apart before the first epoch
+    (a summary's ``compile_seconds``), and the mean of the epochs.
+
+    A summary without ``compile_seconds`` (written before ngf timed it apart) gives ``first epoch
+    2.10 s (compiling), then 0.05 s/epoch``: its first epoch includes the compilation, so the rate
+    is the mean of the others.
+    """
+    if compile_seconds is not None:
+        rate = f"{sum(seconds) / len(seconds):.2f} s/epoch" if seconds else "no epoch timed"
+        return f"compiled in {compile_seconds:.2f} s, then {rate}"
     if not seconds:
         return "no epoch timed"
     first = f"first epoch {seconds[0]:.2f} s (compiling)"

@@ -14,6 +14,7 @@ GPU, which made the default mlp's epoch 4.4× slower on an H200 (docs/benchmarks
 from __future__ import annotations
 
 import math
+import time
 from typing import Callable, NamedTuple
 
 import jax
@@ -109,8 +110,11 @@ class Engine:
         self.train_call = jax.jit(self._make_call(self.steps_per_call), donate_argnums=0)
         tail = self.n_steps % self.steps_per_call  # the last call's steps, when fewer
         self.tail_call = jax.jit(self._make_call(tail), donate_argnums=0) if tail else None
-        self.eval_call = jax.jit(lambda params, x, y, w: batch_metrics(
-            net.logits(params, prepare_inputs(x)), y, w, net.loss))
+
+        def eval_batch(params, x, y, w):
+            return batch_metrics(net.logits(params, prepare_inputs(x)), y, w, net.loss)
+
+        self.eval_call = jax.jit(eval_batch)
 
     def init(self, key: jax.Array, params: tuple) -> TrainState:
         """Fresh optimiser and rule state for ``params``."""
@@ -132,7 +136,7 @@ class Engine:
             state, metrics = step(carry[0], split(data_x[rows]), split(data_y[rows]))
             return state, carry[1] + metrics
 
-        def call(state, sums, data_x, data_y, perm, start):
+        def train_steps(state, sums, data_x, data_y, perm, start):
             if length == 1:
                 return one((state, sums), start, data_x, data_y, perm)
 
@@ -141,7 +145,30 @@ class Engine:
 
             return jax.lax.scan(body, (state, sums), jnp.arange(length))[0]
 
-        return call
+        return train_steps
+
+    def compile(self, state: TrainState, data_x, data_y, key: jax.Array, *eval_sets) -> float:
+        """Compile every program an epoch runs before the first one; the seconds it took.
+
+        The training call (and the shorter last one) is compiled ahead of time with the
+        epoch's own arguments (``state``, the data, the permutation drawn from
+        ``fold_in(key, 0)``), and so is the evaluation of each ``(x, y)`` in
+        ``eval_sets``: their jitted functions find the programs compiled at their first
+        call, so an epoch's time is its training alone. From JAX's persistent cache, a
+        compilation is a read (README.md, Start-up).
+        """
+        t0 = time.perf_counter()
+        perm = self.place(jax.random.permutation(jax.random.fold_in(key, 0), data_x.shape[0]))
+        sums = self.place(jnp.zeros(3, jnp.float32))
+        self.train_call.lower(state, sums, data_x, data_y, perm, 0).compile()
+        if self.tail_call is not None:
+            self.tail_call.lower(state, sums, data_x, data_y, perm, (self.n_calls - 1) * self.steps_per_call).compile()
+        for x, y in eval_sets:
+            size = min(EVAL_BATCH, x.shape[0])
+            batch = self.place((x[:size], y[:size], jnp.ones(size, jnp.float32)))
+            self.eval_call.lower(state.params, *batch).compile()
+        jax.block_until_ready(sums)
+        return time.perf_counter() - t0
 
     def train_epoch(self, state: TrainState, data_x, data_y, key: jax.Array,
                     on_progress: Callable[[int, int], None] | None = None):

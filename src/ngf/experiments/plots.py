@@ -51,7 +51,8 @@ def curves(results: list[Result], path: Path, title: str = "") -> Path:
         for row, (key, name) in enumerate(PANELS):
             ax = axes[row][col]
             for label in labels:
-                runs = groups.get((label, dataset))
+                # a run that diverged in its first epoch has no history: nothing to draw for it
+                runs = [r for r in groups.get((label, dataset), []) if r.summary["history"]]
                 if not runs:
                     continue
                 x, mean, std = _curve(runs, key)

@@ -17,7 +17,9 @@ from ngf.experiments.plan import Planned
 from ngf.experiments.precheck import check_plan
 from ngf.experiments.results import METRICS
 from ngf.experiments.runs import read_summary
-from ngf.runs import checkpoint
+from ngf.experiments.stacked import Stacks  # --stack
+from ngf.experiments.workers import run_in_workers, share_device, worker_count
+from ngf.runs import checkpoint, threads
 from ngf.runs.api import run
 from ngf.runs.callbacks import Callbacks
 from ngf.runs.configfile import CONFIG_FILE, read, resolved
@@ -40,9 +42,10 @@ def _names(config) -> dict:
 
 
 def same_config(folder: Path, config, registry) -> bool:
-    """Whether ``folder/config.toml`` describes the run ``config`` would make."""
-    planned = resolved(config, registry, _names(config))
-    return _comparable(read(folder / CONFIG_FILE)) == _comparable(planned)
+    """Whether ``folder/config.toml`` describes the run ``config`` would make (whatever ``threads``
+    either ran with: the same runs with another ``--workers`` are the same runs)."""
+    stored, planned = read(folder / CONFIG_FILE), resolved(config, registry, _names(config))
+    return _comparable({**stored, "threads": None}) == _comparable({**planned, "threads": None})
 
 
 def finished_summary(path: Path) -> dict | None:
@@ -76,21 +79,35 @@ def prepare(item: Planned, registry, overwrite: bool):
 
 def execute(runs: list[Planned], registry, make_callbacks: Callable[[Planned], Callbacks] | None = None,
             overwrite: bool = False, report: Callable[[str], None] = print,
-            executor: tuple[str, str | None] = ("local", None)) -> list[dict]:
+            executor: tuple[str, str | None] = ("local", None), stack: int | None = None,
+            workers: int | str = 1) -> list[dict]:
     """Run (or read back, or resume) every planned run; return their summaries in order.
 
     ``executor`` is ``("local", None)`` (one run after another in this process) or
     ``("ray", ADDRESS or None)`` (every run still to train as a Ray task,
-    ``ngf.experiments.ray_executor``).
+    ``ngf.experiments.ray_executor``). ``stack`` (``--stack N``; None: the device's default)
+    is how many runs differing only in seed train together locally (``ngf.experiments.stacked``).
+    ``workers`` (``--workers N|auto``) > 1 trains N runs at once, each in a worker process on
+    its share of the cores (``ngf.experiments.workers``); 1 trains them here.
     """
+    if workers != 1:  # checked before any work; on a GPU, this process and the workers share it
+        _check_workers(workers, executor[0])
+    elif executor[0] == "local" and runs:  # --threads K here: before check_plan starts JAX
+        threads.apply(runs[0].config.threads)
     check_plan(runs, registry)  # every run's options, rule and model, then every folder, before hours of work
     prepared = [prepare(item, registry, overwrite) for item in runs]
+    if workers != 1:
+        return run_in_workers(runs, prepared, registry, workers, report, stack)
+    # --stack: runs differing only in seed train together (ngf.experiments.stacked); 1 or ray: every run alone
+    stacks = Stacks(runs, prepared, registry, make_callbacks, report, stack if executor[0] == "local" else 1)
     summaries = []
     for index, (item, (config, summary)) in enumerate(zip(runs, prepared), 1):
         what = "finished earlier" if summary else ("resuming" if config.resume else "running")
+        what = (None if summary else stacks.status(index - 1)) or what  # --stack
         report(f"[{index}/{len(runs)}] {item.label} · {item.dataset} · seed {item.seed}: {what}")
         if summary is None and executor[0] == "local":
-            summary = _run_here(index, len(runs), item, config, registry, make_callbacks, report)
+            summary = (stacks.run(index - 1)  # --stack: its stack's summary, or None (it runs alone)
+                       or _run_here(index, len(runs), item, config, registry, make_callbacks, report))
         summaries.append(summary)
     todo = [(i, f"[{i + 1}/{len(runs)}] {item.label} · {item.dataset} · seed {item.seed}", prepared[i][0])
             for i, item in enumerate(runs) if summaries[i] is None]
@@ -100,6 +117,15 @@ def execute(runs: list[Planned], registry, make_callbacks: Callable[[Planned], C
         for i, summary in run_on_ray(todo, registry, executor[1], report=report).items():
             summaries[i] = summary
     return summaries
+
+
+def _check_workers(workers, executor: str) -> None:
+    """``--workers N|auto`` other than 1: a count, local execution; the device made ready to share."""
+    worker_count(workers, 1)
+    if executor != "local":
+        raise NgfError(f"--workers {workers} starts processes on this machine; with --executor {executor} "
+                       "every run is a task already: leave --workers out")
+    share_device()
 
 
 def _run_here(index: int, count: int, item: Planned, config, registry, make_callbacks, report) -> dict:

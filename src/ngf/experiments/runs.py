@@ -11,7 +11,8 @@ from ngf.runs.configfile import CONFIG_FILE, read
 
 RUN_FILES = ("summary.json", "metrics.jsonl")
 HISTORY_KEYS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy")  # what figures read
-NOT_LABELS = ("seed", "dataset", "out", "overwrite", "resume", "data_dir", "steps_per_call", "log_csv", "log")
+NOT_LABELS = ("seed", "dataset", "out", "overwrite", "resume", "data_dir", "steps_per_call", "log_csv", "log",
+              "threads")
 
 
 def find_runs(paths) -> list[Path]:

@@ -14,8 +14,9 @@ import functools
 from ngf.core.errors import Diverged, NgfError
 from ngf.core.parallel import DataParallel, device_count
 from ngf.host.registry import Registry, load_registry
-from ngf.runs import configfile, folder, loop, resuming
+from ngf.runs import configfile, folder, loop, resuming, threads
 from ngf.runs.callbacks import Callbacks, WithHooks
+from ngf.runs.compilecache import enable_compile_cache
 from ngf.runs.config import RunConfig
 from ngf.runs.arguments import check_arguments, plain_numbers
 from ngf.runs.resolve import resolve
@@ -41,9 +42,14 @@ def run(config: RunConfig | None = None, *, registry: Registry | None = None,
     SIGTERM) propagates after ``summary.json`` is written with ``"status": "interrupted"``;
     the exception's ``summary`` attribute holds it. A finished run's summary says
     ``"status": "completed"``.
+
+    Compiled programs are kept in JAX's persistent cache, in ngf's cache folder unless
+    ``$NGF_COMPILE_CACHE`` names another or is ``off`` (``ngf.runs.compilecache``).
     """
+    enable_compile_cache()  # before anything is compiled
     check_arguments(config, registry, callbacks)
     config = _configured(config, overrides)
+    threads.apply(config.threads)  # XLA's thread pool, before JAX's backend starts
     folder.check(config)
     if config.log_csv is not None:  # like --out, before any work
         check_writable_file(config.log_csv, "--log-csv")

@@ -53,6 +53,7 @@ class RunConfig:
     overwrite: bool = False
     devices: int | None = None  # None: every device JAX sees
     steps_per_call: int | None = None  # None: choose the fast path for the model
+    threads: int | None = None  # XLA's CPU threads (cores) in the run's process; None: all (ngf.runs.threads)
     log_csv: str | None = None  # the csv logger plugin writes one row per epoch here
     init: str = "default"  # NAME[:SCALE], see ngf.core.init
     resume: bool = False  # continue from out's checkpoint
@@ -93,7 +94,7 @@ class RunConfig:
                 raise NgfError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not 0 < self.lr < math.inf:
             raise NgfError(f"lr must be a positive number, got {self.lr!r}")
-        for name in ("steps_per_call", "devices"):
+        for name in ("steps_per_call", "devices", "threads"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise NgfError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")

@@ -4,7 +4,9 @@ Epoch ``e`` trains on the permutation drawn from ``fold_in(data_key, e)``, is ev
 on the whole test split, checked for divergence once, checkpointed and only then
 recorded, so a kill at any moment leaves a checkpoint and a ``metrics.jsonl`` that agree.
 Every file goes through the run's locked ``RunFolder``, claimed before the first one
-(``ngf.runs.folder``).
+(``ngf.runs.folder``). The epoch's programs are compiled before the first epoch
+(``Engine.compile``, timed apart as the summary's ``compile_seconds``), so each
+record's ``seconds`` is the epoch's training alone.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import time
 from typing import Callable, NamedTuple
 
 import jax
-import jax.numpy as jnp
 
 from ngf.core.alignment import alignment_tracker
 from ngf.core.engine import Engine, choose_steps_per_call
@@ -59,8 +60,8 @@ def _start(config: RunConfig, run: Resolved, place: RunFolder, clock: Clock):
     n_devices = device_count(config.devices)
     engine = Engine(run.net, run.rule, make_optimizer(config, n_steps), config.batch_size,
                     len(run.data.x_train), per_call, DataParallel.over(n_devices) if n_devices > 1 else None)
-    arrays = engine.place(tuple(map(jnp.asarray, run.data[:4])))
-    val = engine.place(tuple(map(jnp.asarray, run.val)))
+    arrays = engine.place(jax.device_put(tuple(run.data[:4])))  # a transfer; jnp.asarray compiled a copy per shape
+    val = engine.place(jax.device_put(tuple(run.val)))
     rule_key, data_key = jax.random.split(seed_key(config.seed))
     fresh = engine.init(rule_key, params)
     state, history, clock.earlier = checkpoint.start(out, fresh, config.resume, place.writer)
@@ -68,8 +69,9 @@ def _start(config: RunConfig, run: Resolved, place: RunFolder, clock: Clock):
     if config.resume and place.writer:  # the summary of where it stopped no longer holds; the config is rewritten
         files.remove_summary(out)
         place.claim()
-    # the divergence bound comes from the untrained network, also when resuming (before a step donates it)
     x_test, y_test = arrays[2], arrays[3]
+    clock.compile = engine.compile(state, arrays[0], arrays[1], data_key, (x_test, y_test), *([val] if val else []))
+    # the divergence bound comes from the untrained network, also when resuming (before a step donates it)
     first = engine.evaluate(fresh.params, x_test[:FIRST_TEST_EXAMPLES], y_test[:FIRST_TEST_EXAMPLES])
     guard = DivergenceCheck(first["loss"], run.data.n_classes, config.divergence_ratio)
     track = (alignment_tracker(run.net, run.rule, arrays[0][:config.batch_size], arrays[1][:config.batch_size])

@@ -3,10 +3,12 @@
 A resumed run continues from its checkpoint, so it must be the run that ``DIR/config.toml``
 records. ``ngf run --resume DIR OPTION...``, ``ngf run OPTIONS --out DIR --resume-if-exists``
 and ``ngf.run(resume=True, ...)`` may change ``epochs`` (to extend the run), where its
-files go (``out``, ``overwrite``, ``resume``) and its logging (``log_csv``, ``log``,
-``experiment``); any other difference (rule, a hyperparameter, lr, seed, init, batch
-size, ...) is refused with one line naming the option and both values, so that
-``config.toml`` always reproduces the run.
+files go (``out``, ``overwrite``, ``resume``), its logging (``log_csv``, ``log``,
+``experiment``) and its process's CPU threads (``threads``, ``ngf.runs.threads``: the
+last bits of what follows may then differ from an uninterrupted run's); any other
+difference (rule, a hyperparameter, lr, seed, init, batch size, ...) is refused with
+one line naming the option and both values, so that ``config.toml`` always reproduces
+the run.
 Both sides are compared complete: a hyperparameter left out means its default.
 """
 
@@ -24,7 +26,8 @@ from ngf.runs.config import RunConfig
 from ngf.runs.configfile import read
 from ngf.runs.files import CONFIG_FILE
 
-MAY_DIFFER = ("epochs", "out", "overwrite", "resume", "log_csv", "log", "experiment")  # extent, files, logging
+MAY_DIFFER = ("epochs", "out", "overwrite", "resume", "log_csv", "log", "experiment",  # extent, files, logging
+              "threads")  # the process's CPU threads: a resume may run where the first part did not
 OPTION_TABLES = {"rule_opts": "rule", "model_opts": "model"}
 OBJECTS = ("rule", "model", "dataset")  # each a registered name, or an object given through the Python API
 

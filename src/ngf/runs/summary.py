@@ -31,6 +31,7 @@ class Clock:
 
     started: float = dataclasses.field(default_factory=time.perf_counter)
     earlier: float = 0.0
+    compile: float | None = None  # seconds this process compiled the epoch's programs, once measured
 
     def last(self) -> float:
         """Seconds of this process's part."""
@@ -46,7 +47,9 @@ def summarise(config: RunConfig, names: dict, history: list, clock: Clock, statu
     """The summary of a run that ``status`` (completed, interrupted, diverged) after ``history``.
 
     ``clock`` times the run: ``wall_seconds`` is its total over every process of a resumed
-    run, ``wall_seconds_last`` this process's part. ``last`` is the record whose metrics
+    run, ``wall_seconds_last`` this process's part, ``compile_seconds`` what this process
+    spent compiling the epoch's programs before its first epoch (each of ``epoch_seconds``
+    is an epoch's training without it). ``last`` is the record whose metrics
     the summary reports (by default the last of ``history``); ``extra`` adds keys before
     the times.
     """
@@ -57,6 +60,7 @@ def summarise(config: RunConfig, names: dict, history: list, clock: Clock, statu
     return {**names, "status": status, "epochs": config.run_epochs, **scale, "epochs_completed": len(history),
             "seed": config.seed, **{k: last[k] for k in SUMMARY_METRICS if k in last}, **best_epoch(history),
             **extra,
+            **({} if clock.compile is None else {"compile_seconds": clock.compile}),
             "epoch_seconds": [r["seconds"] for r in history],
             "wall_seconds": clock.earlier + this_part, "wall_seconds_last": this_part,
             "config": config_record(config, names), "history": history}

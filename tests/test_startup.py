@@ -1,0 +1,177 @@
+"""Start-up (README.md, Start-up): one program creates the weights, the compile cache is shared
+between processes, compilation is timed apart from the epochs, and a dataset loads once per process."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+from jax import monitoring
+
+import ngf
+import ngf_tiny_data
+from ngf.cli import main
+from ngf.cli.options import config_from_args
+from ngf.cli.parser import build_parser
+from ngf.core.init import seed_key
+from ngf.runs import compilecache
+from ngf.runs.callbacks import Callbacks
+from ngf.runs.resolve import LOADED, created
+
+TESTS = Path(__file__).resolve().parent
+REGISTRY = ngf.load_registry(["ngf_tiny_data"])
+SMALL = {"mlp": {"widths": (8, 7)}, "cnn": {"channels": (3, 4), "widths": (6,)},
+         "resnet": {"stem": 3, "widths": (3, 4), "blocks": (1, 1)}}
+TINY_RUN = dict(rule="bp", model="mlp", dataset="tiny", epochs=1, batch_size=16, model_opts={"widths": (8, 8, 8)})
+#: Programs compiled (or read from the compile cache) before the first epoch of TINY_RUN, measured in
+#: a fresh process: 26. One creates the weights (``create_model``), one trains (``train_steps``: 12
+#: steps, one per call, no shorter last call), one evaluates (``eval_batch``); the other 23 are JAX's
+#: eager operations, each compiled once per shape and dtype: the seed's key (stage, seed, split,
+#: unstack), the optimiser's zeros (7), a buffer copy per parameter shape (6), the epoch's key and
+#: permutation (convert, fold_in, iota, shuffle) and the metric sums (zeros, add). In this process
+#: some are compiled already, so this is an upper bound. Creating the same mlp op by op compiled 14
+#: programs instead of ``create_model``'s one (40 in all).
+STARTUP_PROGRAMS = 28
+BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_created_weights_are_the_eager_build_bitwise(name):
+    factory = REGISTRY.get("model", name).factory
+    make = lambda rngs: factory((6, 6, 1), 3, rngs=rngs, **SMALL[name])
+    key = seed_key(2 ** 40 + 7)  # a seed of more than 32 bits: its high word is folded into the key
+    jitted, eager = created(make, make, key), make(nnx.Rngs(key))
+    ours, theirs = nnx.state(jitted, nnx.Param), nnx.state(eager, nnx.Param)
+    assert jax.tree.structure(ours) == jax.tree.structure(theirs)
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), strict=True):
+        assert a.dtype == b.dtype and np.asarray(a).tobytes() == np.asarray(b).tobytes()
+
+
+def test_a_factory_that_reads_a_value_is_built_eagerly():
+    def reads(rngs):  # float() of a traced value fails under jit
+        scale = float(jax.random.uniform(rngs.params()))
+        return nnx.Linear(2, 2, kernel_init=nnx.initializers.constant(scale), rngs=rngs)
+
+    model = created(reads, reads, seed_key(3))
+    assert isinstance(model, nnx.Linear) and np.all(np.asarray(model.kernel[...]) > 0)
+
+
+class Compilations(Callbacks):
+    """The names of the programs compiled during a run, marking where its first epoch starts."""
+
+    def __init__(self):
+        self.names, self.started = [], None
+
+    def __enter__(self):
+        monitoring.register_event_duration_secs_listener(self.heard)
+        return self
+
+    def __exit__(self, *exc):
+        monitoring.unregister_event_duration_listener(self.heard)
+
+    def heard(self, event, seconds, **kwargs):
+        if event == BACKEND_COMPILE:
+            self.names.append(kwargs.get("fun_name"))
+
+    def on_start(self, info):
+        self.started = len(self.names)
+
+
+def test_startup_compiles_a_bounded_number_of_programs_and_the_epochs_none():
+    with Compilations() as seen:
+        summary = ngf.run(registry=REGISTRY, callbacks=seen, **TINY_RUN)
+    before, after = seen.names[:seen.started], seen.names[seen.started:]
+    assert len(before) <= STARTUP_PROGRAMS, before
+    assert before.count("jit(create_model)") == 1
+    assert before.count("jit(train_steps)") == 1 and before.count("jit(eval_batch)") == 1
+    assert "jit(train_steps)" not in after and "jit(eval_batch)" not in after, after  # compiled ahead
+    assert summary["compile_seconds"] > 0
+    assert summary["epoch_seconds"] == [r["seconds"] for r in summary["history"]]
+
+
+def test_summary_times_the_compilation_apart(tmp_path):
+    out = tmp_path / "run"
+    assert main(["run", "--plugin", "ngf_tiny_data", "--dataset", "tiny", "--model-opt", "widths=8",
+                 "--batch-size", "16", "--epochs", "2", "--out", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    keys = list(summary)
+    assert keys.index("compile_seconds") + 1 == keys.index("epoch_seconds")
+    assert summary["compile_seconds"] > 0 and summary["epoch_seconds"] == [r["seconds"] for r in records]
+
+
+COUNT_CACHE = """
+import json, sys
+from jax import monitoring
+from ngf.cli import main
+seen = {"hits": 0, "misses": 0}
+def heard(event, **kwargs):
+    for kind in seen:
+        if event == "/jax/compilation_cache/cache_" + kind:
+            seen[kind] += 1
+monitoring.register_event_listener(heard)
+status = main(sys.argv[1:])
+print(json.dumps({**seen, "status": status}))
+"""
+
+
+def test_the_compile_cache_is_filled_once_and_read_by_the_next_process(tmp_path):
+    cache = tmp_path / "jax"
+    env = {**os.environ, "PYTHONPATH": str(TESTS), "NGF_COMPILE_CACHE": str(cache)}
+    argv = ["run", "--plugin", "ngf_tiny_data", "--dataset", "tiny", "--model-opt", "widths=8", "--batch-size",
+            "16", "--epochs", "1", "--overwrite", "--quiet", "--out", str(tmp_path / "run")]
+
+    def counted():
+        done = subprocess.run([sys.executable, "-c", COUNT_CACHE, *argv], env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    first = counted()
+    entries = sorted(p.name for p in cache.iterdir())
+    assert first["misses"] > 0 and len(entries) >= first["misses"]
+    second = counted()
+    assert second["misses"] == 0 and second["hits"] == first["misses"] + first["hits"]
+    assert sorted(p.name for p in cache.iterdir()) == entries
+
+
+def test_no_compile_cache_turns_it_off_without_entering_the_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("NGF_COMPILE_CACHE", str(tmp_path / "jax"))  # restored after the test
+    assert compilecache.enable_compile_cache() == tmp_path / "jax"
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / "jax")
+    parser = build_parser()
+    argv = ["run", "--plugin", "ngf_tiny_data", "--dataset", "tiny", "--quiet"]
+    args = parser.parse_args([*argv, "--no-compile-cache"])
+    assert config_from_args(args) == config_from_args(parser.parse_args(argv))  # not part of a run's config
+    assert os.environ["NGF_COMPILE_CACHE"] == "off"
+    assert compilecache.enable_compile_cache() is None and jax.config.jax_compilation_cache_dir is None
+    for value in ("0", "OFF", " false ", "no"):
+        monkeypatch.setenv("NGF_COMPILE_CACHE", value)
+        assert compilecache.cache_folder() is None
+    monkeypatch.setenv("NGF_COMPILE_CACHE", "")
+    monkeypatch.setenv("NGF_CACHE_DIR", str(tmp_path / "ngf"))
+    assert compilecache.cache_folder() == tmp_path / "ngf" / "jax"
+
+
+def test_compare_loads_its_dataset_once(tmp_path, monkeypatch):
+    loads = []
+
+    def counted(seed, *args, **kwargs):
+        loads.append(seed)
+        return tiny(seed, *args, **kwargs)
+
+    tiny = ngf_tiny_data.tiny
+    monkeypatch.setattr(ngf_tiny_data, "tiny", counted)
+    assert main(["compare", "--plugin", "ngf_tiny_data", "--rules", "bp,fa", "--datasets", "tiny", "--epochs", "1",
+                 "--batch-size", "32", "--model-opt", "widths=8", "--val-split", "20", "--quiet",
+                 "--out", str(tmp_path / "cmp")]) == 0
+    assert loads == [0]  # the plan's check and both runs
+    (data,) = LOADED.values()
+    assert not data.x_train.flags.writeable and np.array_equal(data.x_train, tiny(0).x_train)
+    ngf.run(registry=REGISTRY, **{**TINY_RUN, "dataset": "tiny-b"})  # another dataset: loaded too
+    assert loads == [0, 1] and len(LOADED) == 2
