@@ -1,6 +1,9 @@
 """python -m benchmarks: ngf's speed and memory, as ratios measured side by side in one run.
 
     NGF_DATA_DIR=../shared/datasets python -m benchmarks [--quick] [--sections rules,torch] [--json OUT]
+
+``throughput`` times whole comparisons (every rule × 2 seeds, one epoch each) as processes:
+ngf serial, with --workers auto, --stack 2 and both, against PyTorch eager back to back.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-SECTIONS = ("handwritten", "rules", "paths", "torch", "memory", "scaling")
+SECTIONS = ("handwritten", "rules", "paths", "torch", "memory", "scaling", "throughput")
 
 
 def _ints(text: str) -> tuple:

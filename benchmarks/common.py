@@ -24,7 +24,7 @@ FULL_EPOCH = 60000  # MNIST's training set: seconds on a subset are also given p
 class Settings:
     """One benchmark run; ``None`` fields are filled by :func:`resolve` from the backend and ``quick``."""
 
-    sections: tuple = ("handwritten", "rules", "paths", "torch", "memory", "scaling")
+    sections: tuple = ("handwritten", "rules", "paths", "torch", "memory", "scaling", "throughput")
     quick: bool = False
     epochs: int | None = None  # timed epochs, after ``warmup``
     warmup: int = 1

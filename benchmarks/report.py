@@ -100,4 +100,7 @@ def render(result: dict) -> str:
                 "scaled to 60k):", scaling(result)]
         if result.get("scaling_png"):
             out.append(f"Plot: {result['scaling_png']}")
+    if "throughput" in result:
+        from benchmarks import throughput
+        out.append(throughput.render(result["throughput"], _table))
     return "\n\n".join(out)

@@ -15,7 +15,7 @@ import time
 
 from ngf.core.engine import PROGRESS_CALLS
 
-from benchmarks import jax_side, memory, scaling, torch_side
+from benchmarks import jax_side, memory, scaling, throughput, torch_side
 from benchmarks.common import BUILTIN_RULES, Dataset, Settings, interleave, load_data, machine, median
 
 MODELS = ("mlp", "cnn")
@@ -183,4 +183,6 @@ def run(settings: Settings, models: tuple = MODELS) -> dict:
             title = (f"ngf bp on mlp, {info['device']} ({info['platform']}), {info['date'][:10]}; "
                      f"{settings.scaling_examples} examples per timed epoch, scaled to 60k")
             result["scaling_png"] = scaling.plot(result["scaling"], settings.png, title)
+    if "throughput" in settings.sections:
+        result["throughput"] = throughput.run(settings, models, log)
     return result

@@ -55,3 +55,83 @@ def test_conv_methods_benchmark_runs(capsys):
     conv_methods.main(["--rounds", "1", "--calls", "1"])
     out = capsys.readouterr().out
     assert out.count("forward+grads") == 6 and "conv2 6→16" in out
+
+
+def test_throughput_section_runs_on_a_tiny_subset(monkeypatch, tmp_path, capsys):
+    """One ngf contender (workers and stacks together, the path with the most parts) and PyTorch, 2 runs of
+    256 random examples; the full section has four ngf contenders and 8 mlp runs (docs/benchmarks.md)."""
+    from benchmarks import throughput, torch_side
+    monkeypatch.setattr(throughput, "RULES", {"mlp": ("bp",)})
+    monkeypatch.setattr(throughput, "NGF", (("workers + stacked", "auto", "2"),))
+    out = tmp_path / "bench.json"
+    result = bench.main(["--sections", "throughput", "--models", "mlp", "--data", "synthetic", "--mlp-examples",
+                         "256", "--threads", "1", "--png", "", "--json", str(out)])
+    entry = result["throughput"]["mlp"]
+    ngf = entry["contenders"]["ngf workers + stacked"]
+    assert ngf["error"] is None and ngf["runs"] == 2 and ngf["stacked_runs"] == 2 and ngf["seconds"] > 0
+    if torch_side.available():
+        assert entry["contenders"]["torch"]["runs"] == 2 and entry["contenders"]["torch"]["threads"] == 1
+        [row] = entry["ratios"]
+        assert row["comparison"] == "ngf best / PyTorch back-to-back" and row["target"] == 0.5
+    assert "Throughput: seconds to finish one comparison" in capsys.readouterr().out
+    assert json.loads(out.read_text())["throughput"]["mlp"]["examples"] == 256
+
+
+def test_throughput_ratios_skip_a_failed_contender():
+    from benchmarks import throughput
+    entry = {"runs": 8, "examples": 100, "contenders": {
+        "ngf serial": {"label": "serial", "seconds": 20.0, "error": None},
+        "ngf workers": {"label": "workers", "seconds": 5.0, "error": "exit 1: boom"},
+        "ngf stacked": {"label": "stacked", "seconds": 10.0, "error": None, "runs": 8, "stacked_runs": 8},
+        "torch": {"label": "torch", "seconds": 25.0, "error": None, "probe": {"1": 3.0, "2": 4.0}}}}
+    entry["ratios"] = throughput.ratio_rows("mlp", entry)
+    assert [(r["comparison"], r["ratio"], r["met"]) for r in entry["ratios"]] == [
+        ("ngf best / PyTorch back-to-back", 0.4, True), ("ngf best / ngf serial", 0.5, True)]
+    text = throughput.render({"load_before": 1.0, "mlp": entry, "load_after": 2.0}, report._table)
+    assert "failed: exit 1: boom" in text and "8/8 runs in stacks" in text and "1 thread(s): 3.0s" in text
+
+
+def test_mnist_subset_plugin_is_the_first_examples():
+    from ngf.host.registry import load_registry
+    factory = load_registry(["benchmarks.throughput"]).get("dataset", "mnist-subset").factory
+    data = factory(examples=100, source="synthetic")
+    assert data.x_train.shape == (100, 28, 28, 1) and data.n_classes == 10
+    assert (data.x_train == common.load_data("synthetic", 100).x).all()
+
+
+def test_torch_lra_twin_computes_ngf_lra_updates():
+    """The PyTorch lra twin's gradients are ngf lra's updates (its defaults) on one batch, to float precision."""
+    torch = pytest.importorskip("torch")
+    import inspect
+
+    import jax
+    import numpy as np
+    from flax import nnx
+
+    from benchmarks import torch_side
+    from ngf.core.network import Network
+    from ngf.host.registry import load_registry
+    from ngf.plugins.lra import lra
+    assert inspect.signature(lra).parameters["beta"].default == torch_side.LRA_BETA
+    registry = load_registry()
+    model = registry.get("model", "mlp").factory((28, 28, 1), 10, rngs=nnx.Rngs(0), widths=(32, 32))
+    net, params = Network.from_model(model, (28, 28, 1))
+    rule = registry.get("rule", "lra").factory()
+    state = rule.init(jax.random.key(1), net, params)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((8, 28, 28, 1)).astype(np.float32), rng.integers(0, 10, 8)
+    _, trace = net.forward(params, jax.numpy.asarray(x))
+    deltas, state = rule.compute_targets(net, params, trace, jax.numpy.asarray(y), state)
+    updates, _ = rule.local_update(net, params, trace, deltas, state)
+    twin = torch_side.models()["mlp"]("lra", 32)
+    with torch.no_grad():
+        for l, layer in enumerate(twin.layers):
+            layer.map.weight.copy_(torch.tensor(np.asarray(params[l]["linear"]["kernel"][...]).T))
+            layer.map.bias.copy_(torch.tensor(np.asarray(params[l]["linear"]["bias"][...])))
+            if l:
+                layer.feedback.copy_(torch.tensor(np.asarray(state.feedback[l]["linear"]["kernel"][...]).T))
+    twin.objective(torch.tensor(x).permute(0, 3, 1, 2), torch.tensor(y).long()).backward()
+    for l, layer in enumerate(twin.layers):
+        ours = updates[l]["linear"]
+        np.testing.assert_allclose(layer.map.weight.grad.numpy(), np.asarray(ours["kernel"][...]).T, atol=1e-6)
+        np.testing.assert_allclose(layer.map.bias.grad.numpy(), np.asarray(ours["bias"][...]), atol=1e-6)

@@ -9,7 +9,9 @@ decision is made beforehand from the folders (``ngf.experiments.runner.prepare``
 Without ``ADDRESS`` a local Ray instance is started with this machine's CPUs.
 
 Each task reserves ``cpus_per_run`` CPUs (default 1) and ``gpus_per_run`` GPUs (default 0),
-and XLA in its worker uses that many threads, so tasks on one machine do not compete.
+and its run computes with that many XLA threads (``threads``, recorded in its config,
+``ngf.runs.threads``; a run that sets ``threads`` itself keeps it), so tasks on one
+machine do not compete.
 
 A task whose worker or node dies (killed, preempted, out of memory) is sent again, up to
 ``RETRIES`` times, and resumes from the last checkpoint its folder holds: an epoch is
@@ -46,25 +48,25 @@ def _plugins(registry) -> tuple[list[str], list[str]]:
     return extra, blocked
 
 
-def _train(config, plugins: list[str], blocked: list[str]) -> dict:
-    """In a Ray worker: one run, through the same plugins; its summary (also when it diverged)."""
+def _train(config, plugins: list[str], blocked: list[str], cpus: int = 1) -> dict:
+    """In a Ray worker: one run, through the same plugins, with ``cpus`` XLA threads unless the
+    config sets them; its summary (also when it diverged)."""
     from ngf.core.errors import Diverged
     from ngf.host.registry import load_registry
     from ngf.runs.api import run
 
     registry = load_registry(plugins, blocked)
+    config = dataclasses.replace(config, threads=config.threads or max(1, int(cpus)))
     try:
         return run(config, registry=registry)
     except Diverged as exc:
         return {**exc.summary, "diverged_message": str(exc)}
 
 
-def _worker_env(cpus: int) -> dict:
-    """Environment of a task's worker: this process's import path, XLA held to ``cpus`` threads."""
-    flags = os.environ.get("XLA_FLAGS", "")
-    if cpus == 1 and "xla_cpu_multi_thread_eigen" not in flags:
-        flags = f"{flags} --xla_cpu_multi_thread_eigen=false".strip()
-    return {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p), "XLA_FLAGS": flags,
+def _worker_env() -> dict:
+    """Environment of a task's worker: this process's import path, XLA flags and data path
+    (the thread count is the run's ``threads``, set in ``_train``)."""
+    return {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p), "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
             "NGF_DATA_DIR": os.environ.get("NGF_DATA_DIR", "")}
 
 
@@ -80,13 +82,14 @@ def run_on_ray(todo: list, registry, address: str | None = None, cpus_per_run: i
     if started_here:
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": _worker_env(cpus_per_run)})
+                     runtime_env={"env_vars": _worker_env()})
         except Exception as exc:  # noqa: BLE001 - ConnectionError, ValueError, RuntimeError...
             raise NgfError(f"cannot start or reach Ray{f' at {address}' if address else ''}: "
                            + " ".join(str(exc).split())[:200]) from None
     task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)(_train)
     plugins, blocked = _plugins(registry)
-    pending = {task.remote(config, plugins, blocked): (key, label, config, 0) for key, label, config in todo}
+    pending = {task.remote(config, plugins, blocked, cpus_per_run): (key, label, config, 0)
+               for key, label, config in todo}
     done = {}
     try:
         while pending:
@@ -96,7 +99,7 @@ def run_on_ray(todo: list, registry, address: str | None = None, cpus_per_run: i
             if result is None:  # the task died: again, from its folder's last checkpoint
                 report(f"{label}: its Ray task died; sending it again ({attempt + 1} of {RETRIES})")
                 again = retried(config)
-                pending[task.remote(again, plugins, blocked)] = (key, label, again, attempt + 1)
+                pending[task.remote(again, plugins, blocked, cpus_per_run)] = (key, label, again, attempt + 1)
                 continue
             done[key] = result
             report(f"{label}: {result.get('diverged_message') or result['status']} (on Ray)")

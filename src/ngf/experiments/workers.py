@@ -5,9 +5,9 @@ task at a time (a run, or a ``--stack`` of runs differing only in seed) to N lon
 worker processes, started with ``multiprocessing``'s spawn context (JAX must not be
 forked). A worker builds the plugin registry once and trains task after task in the
 runs' folders, so its imports and compiled programs serve every run it trains; the parent
-trains nothing. Worker i runs on K cores (``os.sched_setaffinity`` before JAX starts,
-``ngf.runs.threads``), K = ``--threads`` or cores // N, recorded as each run's ``threads``:
-a run gives the bits it gives alone in a process of K threads. On a GPU the workers share
+trains nothing. Each worker's XLA computes with K threads (``ngf.runs.threads``), K =
+``--threads`` or cores // N, recorded as each run's ``threads``: a run gives the bits it
+gives alone in a process of K threads. On a GPU the workers share
 the device, each taking memory as it needs it. A run's ``NgfError`` ends the experiment
 with its line; a diverged run is a summary; a worker that dies is one line, its runs
 resumable, the others train on; Ctrl-C stops every worker with SIGTERM, each run writing
@@ -48,12 +48,6 @@ def share_device() -> None:
         os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
 
 
-def _cores(slot: int, threads: int) -> list[int]:
-    """The cores of worker ``slot``: the next ``threads`` of the usable ones, wrapping round."""
-    usable = usable_cores()
-    return [usable[(slot * threads + k) % len(usable)] for k in range(min(threads, len(usable)))]
-
-
 class _Stop:
     """SIGTERM in a worker: ``Terminated``, once, so that a second signal cannot cut the run's
     interrupted summary short; sent again a moment later if Python dropped it in a callback
@@ -77,8 +71,9 @@ class _Stop:
         timer.start()
 
 
-def serve(cores: list[int], threads: int, plugins: list[str], blocked: list[str], conn) -> None:
-    """A worker process: ``threads`` of ``cores``, then one task after another from ``conn`` until ``None``.
+def serve(threads: int, plugins: list[str], blocked: list[str], conn) -> None:
+    """A worker process: XLA's pool of ``threads`` threads, then one task after another from ``conn``
+    until ``None`` comes.
 
     Ctrl-C reaches the parent, which stops the workers with SIGTERM (raised here as
     ``Terminated``, so the run in progress writes its interrupted summary).
@@ -89,7 +84,7 @@ def serve(cores: list[int], threads: int, plugins: list[str], blocked: list[str]
     sys.unraisablehook = stop.unraisable
     try:
         share_device()
-        apply(threads, cores)  # before JAX starts: XLA's pool gets ``threads`` threads
+        apply(threads)  # JAX starts here, its CPU pool with ``threads`` threads
         from ngf.host.registry import load_registry
 
         registry = load_registry(plugins, blocked)
@@ -148,7 +143,7 @@ class Workers:
     def _start(self, index: int) -> _Slot:
         here, there = self.context.Pipe()
         process = self.context.Process(target=serve, name=f"ngf-worker-{index + 1}",
-                                       args=(_cores(index, self.threads), self.threads, *self.plugins, there))
+                                       args=(self.threads, *self.plugins, there))
         process.start()
         there.close()
         self.slots[index] = _Slot(process, here)
@@ -157,11 +152,19 @@ class Workers:
     def _give(self, index: int, todo: deque) -> None:
         """Worker ``index`` takes the next task (a run, or a stack of runs), or stops when none is left."""
         slot = self.slots[index] or self._start(index)
-        if not todo:
-            slot.task = None
-            slot.conn.send(None)
+        task = todo.popleft() if todo else None
+        try:
+            slot.conn.send(task)
+        except OSError:  # it ended after its last task: a fresh worker takes this one
+            slot.process.join()
+            self.slots[index] = None
+            if task is not None:
+                todo.appendleft(task)
+                self._give(index, todo)
             return
-        task = todo.popleft()
+        if task is None:
+            slot.task = None
+            return
         slot.task = [key for key, _ in task]
         (first, config), where = task[0], f"(worker {index + 1}, {self.threads} thread{'s' * (self.threads > 1)})"
         what = "resuming" if config.resume else "running"
@@ -170,7 +173,6 @@ class Workers:
         self.report(f"{self.labels[first]}: {what} {where}")
         for key, _ in task[1:]:
             self.report(f"{self.labels[key]}: trained in the stack of {self.labels[first].split(']')[0]}]")
-        slot.conn.send(task)
 
     def train(self, todo: deque, summaries: list) -> None:
         """Train ``todo`` (tasks of ``(key, config)``), filling ``summaries[key]``; a run's ``NgfError`` raises."""

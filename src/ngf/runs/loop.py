@@ -46,9 +46,16 @@ def own_buffers(tree):
     """``tree`` with every array copied into a buffer of its own.
 
     Every training call donates its state: without the copy a model given to ``ngf.run``
-    would lose its arrays, and a rule state holding a parameter would be donated twice.
+    would lose its arrays, and a rule state holding a parameter would be donated twice. An
+    array this process holds whole is copied by a transfer, which compiles nothing (``copy()``
+    compiles a program per shape, as it still does for an array spread over processes).
     """
-    return jax.tree.map(lambda leaf: leaf.copy() if isinstance(leaf, jax.Array) else leaf, tree)
+    def own(leaf):
+        if not isinstance(leaf, jax.Array):
+            return leaf
+        return jax.device_put(leaf, may_alias=False) if leaf.is_fully_addressable else leaf.copy()
+
+    return jax.tree.map(own, tree)
 
 
 def _start(config: RunConfig, run: Resolved, place: RunFolder, clock: Clock):
