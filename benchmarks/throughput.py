@@ -12,8 +12,9 @@ them:
   contender is reused), and writes its runs' folders, results.md and curves.png;
 - PyTorch eager: the suite's twins (``benchmarks.torch_side``), one ``python -c`` process
   per run, one after another, each reading the data, training one epoch and evaluating
-  the test split as ngf's runs do. The first run is timed at one thread and at every core;
-  the faster setting trains the rest (the probe's run counts as the first run).
+  the test split as ngf's runs do. The first run is timed at one thread and at every core
+  (a probe 3× slower than one thread, and over 60 s, is stopped: it has lost); the faster
+  setting trains the rest (the probe's run counts as the first run).
 
 ngf reads the same examples through this module, which is also an ngf plugin: it
 registers ``mnist-subset`` (``--dataset-opt examples=N``, ``source=mnist|synthetic``),
@@ -96,7 +97,8 @@ def ngf_command(model: str, out: str, workers: str, stack: str, examples: int, s
         "--out", out, "--quiet", "--workers", workers, "--stack", stack, "--model", model,
         *model_options(model, settings), "--plugin", "benchmarks.throughput", "--dataset", "mnist-subset",
         "--dataset-opt", f"examples={examples}", "--dataset-opt", f"source={settings.data}",
-        "--batch-size", str(settings.batch_size), "--lr", str(settings.lr)]
+        "--batch-size", str(settings.batch_size), "--lr", str(settings.lr),
+        "--schedule", "constant"]  # the PyTorch twins keep Adam's lr constant; cosine would end at 0 in one epoch
 
 
 def torch_command(rule: str, model: str, seed: int, threads: int, examples: int, settings: Settings) -> list[str]:
@@ -108,13 +110,13 @@ def torch_command(rule: str, model: str, seed: int, threads: int, examples: int,
             "one_run(**json.loads(sys.argv[1]))", json.dumps(kwargs)]
 
 
-def timed(command: list[str], env: dict) -> tuple[float, str | None, str]:
+def timed(command: list[str], env: dict, timeout: float = TIMEOUT) -> tuple[float, str | None, str]:
     """Seconds from launch to exit, the error (the last line of stderr) if it failed, and stdout."""
     start = time.perf_counter()
     try:
-        done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=TIMEOUT)
+        done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return time.perf_counter() - start, f"timed out after {TIMEOUT:.0f}s", ""
+        return time.perf_counter() - start, f"timed out after {timeout:.0f}s", ""
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines() or done.stdout.strip().splitlines() or ["no output"]
@@ -161,13 +163,18 @@ def time_torch(model: str, examples: int, settings: Settings, log) -> dict:
     probe, found = {}, {}
     (rule, seed), failed = runs[0], {"label": "PyTorch eager, back to back", "seconds": None, "load": load}
     for threads in sorted({1, settings.threads}):  # the first run at each thread count
-        probe[threads], error, stdout = timed(torch_command(rule, model, seed, threads, examples, settings), env)
+        limit = max(60.0, 3 * min(probe.values())) if probe else TIMEOUT  # a probe 3× slower has lost
+        probe[threads], error, stdout = timed(torch_command(rule, model, seed, threads, examples, settings), env,
+                                              limit)
+        if error and probe[threads] >= limit:
+            log(f"  PyTorch {rule} seed {seed}, {threads} thread(s): stopped after {limit:.0f}s")
+            continue
         if error:
             log(f"  PyTorch {rule} seed {seed} at {threads} thread(s) failed: {error}")
             return dict(failed, error=error)
         found[threads] = json.loads(stdout.strip().splitlines()[-1])
         log(f"  PyTorch {rule} seed {seed}, {threads} thread(s): {probe[threads]:.1f}s")
-    threads = min(probe, key=probe.get)
+    threads = min(found, key=probe.get)
     seconds, accuracies = [probe[threads]], [found[threads]["test_accuracy"]]
     for rule, seed in runs[1:]:
         took, error, stdout = timed(torch_command(rule, model, seed, threads, examples, settings), env)
@@ -179,7 +186,8 @@ def time_torch(model: str, examples: int, settings: Settings, log) -> dict:
         log(f"  PyTorch {rule} seed {seed}, {threads} thread(s): {took:.1f}s")
     return {"label": f"PyTorch eager, back to back, {threads} thread(s)", "seconds": sum(seconds),
             "load": load, "runs": len(seconds), "threads": threads, "run_seconds": seconds,
-            "probe": {str(k): v for k, v in probe.items()}, "test_accuracy": _mean(accuracies), "error": None}
+            "probe": {str(k): v for k, v in probe.items()}, "probe_stopped": [str(k) for k in probe if k not in found],
+            "test_accuracy": _mean(accuracies), "error": None}
 
 
 def ratio_rows(model: str, entry: dict) -> list[dict]:
@@ -230,7 +238,9 @@ def _notes(c: dict) -> str:
     """How an ngf contender's runs were trained, or the PyTorch probe's seconds per thread count."""
     if "stacked_runs" in c:
         return f"{c['stacked_runs']}/{c['runs']} runs in stacks"
-    return "first run probed at " + ", ".join(f"{k} thread(s): {v:.1f}s" for k, v in c.get("probe", {}).items())
+    stopped = c.get("probe_stopped", ())
+    return "first run probed at " + ", ".join(f"{k} thread(s): {'> ' * (k in stopped)}{v:.1f}s"
+                                              for k, v in c.get("probe", {}).items())
 
 
 def render(throughput: dict, table) -> str:

@@ -83,12 +83,13 @@ def test_throughput_ratios_skip_a_failed_contender():
         "ngf serial": {"label": "serial", "seconds": 20.0, "error": None},
         "ngf workers": {"label": "workers", "seconds": 5.0, "error": "exit 1: boom"},
         "ngf stacked": {"label": "stacked", "seconds": 10.0, "error": None, "runs": 8, "stacked_runs": 8},
-        "torch": {"label": "torch", "seconds": 25.0, "error": None, "probe": {"1": 3.0, "2": 4.0}}}}
+        "torch": {"label": "torch", "seconds": 25.0, "error": None, "probe": {"1": 3.0, "2": 61.0},
+                  "probe_stopped": ["2"]}}}
     entry["ratios"] = throughput.ratio_rows("mlp", entry)
     assert [(r["comparison"], r["ratio"], r["met"]) for r in entry["ratios"]] == [
         ("ngf best / PyTorch back-to-back", 0.4, True), ("ngf best / ngf serial", 0.5, True)]
     text = throughput.render({"load_before": 1.0, "mlp": entry, "load_after": 2.0}, report._table)
-    assert "failed: exit 1: boom" in text and "8/8 runs in stacks" in text and "1 thread(s): 3.0s" in text
+    assert "failed: exit 1: boom" in text and "8/8 runs in stacks" in text and "1 thread(s): 3.0s, 2 thread(s): > 61.0s" in text
 
 
 def test_mnist_subset_plugin_is_the_first_examples():
@@ -135,3 +136,23 @@ def test_torch_lra_twin_computes_ngf_lra_updates():
         ours = updates[l]["linear"]
         np.testing.assert_allclose(layer.map.weight.grad.numpy(), np.asarray(ours["kernel"][...]).T, atol=1e-6)
         np.testing.assert_allclose(layer.map.bias.grad.numpy(), np.asarray(ours["bias"][...]), atol=1e-6)
+
+
+def test_throughput_torch_probe_takes_the_faster_thread_count(monkeypatch):
+    """The first run is probed at 1 and 2 threads; a stopped probe loses, and the rest run at 1 thread."""
+    from benchmarks import throughput
+    calls = []
+
+    def fake_timed(command, env, timeout=throughput.TIMEOUT):
+        run = json.loads(command[-1])
+        calls.append((run["rule"], run["seed"], run["threads"], timeout))
+        if run["threads"] == 2:
+            return timeout + 0.5, f"timed out after {timeout:.0f}s", ""
+        return 5.0, None, json.dumps({"test_accuracy": 0.5}) + "\n"
+
+    monkeypatch.setattr(throughput, "RULES", {"mlp": ("bp", "fa")})
+    monkeypatch.setattr(throughput, "timed", fake_timed)
+    found = throughput.time_torch("mlp", 64, common.Settings(threads=2), lambda _: None)
+    assert calls[:2] == [("bp", 0, 1, throughput.TIMEOUT), ("bp", 0, 2, 60.0)]
+    assert [c[2] for c in calls[2:]] == [1, 1, 1] and found["seconds"] == 20.0 and found["threads"] == 1
+    assert found["probe_stopped"] == ["2"] and found["error"] is None
