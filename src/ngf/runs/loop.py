@@ -77,13 +77,19 @@ def _start(config: RunConfig, run: Resolved, place: RunFolder, clock: Clock):
         files.remove_summary(out)
         place.claim()
     x_test, y_test = arrays[2], arrays[3]
-    clock.compile = engine.compile(state, arrays[0], arrays[1], data_key, (x_test, y_test), *([val] if val else []))
     # the divergence bound comes from the untrained network, also when resuming (before a step donates it)
     first = engine.evaluate(fresh.params, x_test[:FIRST_TEST_EXAMPLES], y_test[:FIRST_TEST_EXAMPLES])
     guard = DivergenceCheck(first["loss"], run.data.n_classes, config.divergence_ratio)
     track = (alignment_tracker(run.net, run.rule, arrays[0][:config.batch_size], arrays[1][:config.batch_size])
              if config.track_alignment else None)
     return Setup(engine, arrays, val, data_key, guard, track, n_devices), state, history
+
+
+def _compile(setup: Setup, state) -> float:
+    """Compile the epoch's programs for the run's arrays (``Engine.compile``); the seconds it took."""
+    x_train, y_train, x_test, y_test = setup.arrays
+    return setup.engine.compile(state, x_train, y_train, setup.data_key, (x_test, y_test),
+                                *([setup.val] if setup.val else []))
 
 
 def _epoch(setup: Setup, state, epoch: int, progress) -> tuple[object, dict]:
@@ -116,6 +122,7 @@ def train(config: RunConfig, run: Resolved, place: RunFolder, callbacks: WithHoo
                             "device": f"{setup.n_devices} × {jax.devices()[0].device_kind}",
                             "history": list(history)})
         progress = callbacks.on_progress if callbacks.wants_progress else None
+        clock.compile = _compile(setup, state)  # after on_start: a hook may stop the run before any compiling
         for epoch in range(len(history) + 1, config.run_epochs + 1):
             state, record = _epoch(setup, state, epoch, progress)
             problem = setup.guard.problem(record, state.params)  # one device check per epoch
