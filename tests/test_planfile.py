@@ -89,6 +89,9 @@ def test_by_rule_sets_run_options_for_one_rule_only(tmp_path):
     out = tmp_path / "cmp"
     assert main(["compare", "--config", str(config), "--seeds", "0", "--out", str(out), *TINY]) == 0
     assert _summaries(out) == [("bp", 0, 0.001), ("fa", 0, 0.05)]
+    typed = tmp_path / "typed"  # an option typed on the command line wins over by_rule too
+    assert main(["compare", "--config", str(config), "--seeds", "0", "--lr", "0.02", "--out", str(typed), *TINY]) == 0
+    assert _summaries(typed) == [("bp", 0, 0.02), ("fa", 0, 0.02)]
 
 
 @pytest.mark.parametrize("table, message", [

@@ -6,7 +6,7 @@ import json
 import shlex
 from pathlib import Path
 
-from ngf.cli.options import base_record
+from ngf.cli.options import base_record, typed_record
 from ngf.cli.ui import RichCallbacks
 from ngf.core.errors import NgfError
 from ngf.runs.config import RunConfig
@@ -42,7 +42,10 @@ def experiment_command(args, registry, console) -> list:
     grid = merged_grid(planned.get("grid", []), parse_grid(getattr(args, "grid", None)))
     if not grid and args.command == "sweep":
         raise NgfError("ngf sweep needs --grid KEY=V1,V2,... (or a [plan.grid] table in the config file)")
-    runs = plan(base, rules, datasets, seeds, grid, Path(args.out), registry, planned.get("by_rule"))
+    typed = typed_record(args)  # options typed here win over the file's, its by_rule too
+    by_rule = {rule: {k: v for k, v in options.items() if k not in typed}
+               for rule, options in planned.get("by_rule", {}).items()}
+    runs = plan(base, rules, datasets, seeds, grid, Path(args.out), registry, by_rule)
     summaries = execute(runs, registry, lambda item: RichCallbacks(console, item.config.run_epochs, args.quiet),
                         executor=(getattr(args, "executor", "local"), getattr(args, "ray_address", None)),
                         overwrite=args.overwrite, report=lambda line: console.print(line, soft_wrap=True),

@@ -76,6 +76,11 @@ def apply_process_options(args: argparse.Namespace) -> None:
         os.environ["NGF_COMPILE_CACHE"] = "off"
 
 
+def typed_record(args: argparse.Namespace) -> dict:
+    """The ``RunConfig`` fields the command line sets explicitly (not from a file, not defaults)."""
+    return explicit_record(args, _given(args))
+
+
 def base_record(args: argparse.Namespace) -> dict:
     """``RunConfig`` fields from ``--config FILE`` with the explicit options on top."""
     apply_process_options(args)

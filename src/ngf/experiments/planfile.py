@@ -15,8 +15,8 @@ hold the experiment itself in a ``[plan]`` table, so a published setup is one fi
 
 Options given on the command line win: ``--rules``, ``--datasets`` and ``--seeds``
 replace the file's lists, and a ``--grid KEY=...`` replaces that key's values. A
-``by_rule`` table's options go on top of the file's and the command line's for that
-rule's runs; a grid point goes on top of them.
+``by_rule`` table's options go on top of the file's for that rule's runs, the options
+typed on the command line on top of both, and a grid point on top of all.
 ``ngf run --config FILE`` reads the same file and ignores its ``[plan]``.
 """
 
