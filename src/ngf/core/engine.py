@@ -95,6 +95,38 @@ def choose_steps_per_call(model: nnx.Module, n_steps: int) -> int:
     return max(1, math.ceil(n_steps / PROGRESS_CALLS))
 
 
+def padded_batches(data_x, data_y):
+    """``(x, y, weights)`` batches of one fixed size (``EVAL_BATCH``, or the whole set if smaller), so
+    every evaluation call has the same shape: the last is padded with zeros of weight 0."""
+    n, size = data_x.shape[0], min(EVAL_BATCH, data_x.shape[0])
+    for start in range(0, n, size):
+        x, y = data_x[start:start + size], data_y[start:start + size]
+        weights = jnp.ones(x.shape[0], jnp.float32)
+        if x.shape[0] < size:
+            pad = size - x.shape[0]
+            x = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)])
+            y = jnp.concatenate([y, jnp.zeros(pad, y.dtype)])
+            weights = jnp.concatenate([weights, jnp.zeros(pad, jnp.float32)])
+        yield x, y, weights
+
+
+def run_calls(engine, state, sums, data: tuple, on_progress=None, extra: tuple = ()):
+    """An epoch's calls, ``call(state, sums, *data, start, *extra)``: ``engine.train_call`` each, the
+    shorter ``tail_call`` last if any; the previous call is awaited for ``on_progress`` only once the
+    next is queued, so the device never waits for the host. Returns ``(state, sums)``."""
+    pending = None
+    for c in range(engine.n_calls):
+        last = c == engine.n_calls - 1 and engine.tail_call is not None
+        call = engine.tail_call if last else engine.train_call
+        state, sums = call(state, sums, *data, c * engine.steps_per_call, *extra)
+        if on_progress is not None:
+            if pending is not None:
+                pending[1].block_until_ready()
+                on_progress(pending[0], engine.n_steps)
+            pending = (min((c + 1) * engine.steps_per_call, engine.n_steps), sums)
+    return state, sums
+
+
 class Engine:
     """Runs epochs of a rule on a network, keeping data and state on the device."""
 
@@ -174,17 +206,8 @@ class Engine:
                     on_progress: Callable[[int, int], None] | None = None):
         """One epoch over a fresh permutation drawn from ``key``; returns (state, metrics)."""
         perm = self.place(jax.random.permutation(key, data_x.shape[0]))
-        sums = self.place(jnp.zeros(3, jnp.float32))
-        pending = None
-        for c in range(self.n_calls):
-            last = c == self.n_calls - 1 and self.tail_call is not None
-            call = self.tail_call if last else self.train_call
-            state, sums = call(state, sums, data_x, data_y, perm, c * self.steps_per_call)
-            if on_progress is not None:
-                if pending is not None:  # wait for the previous call while this one is queued
-                    pending[1].block_until_ready()
-                    on_progress(pending[0], self.n_steps)
-                pending = (min((c + 1) * self.steps_per_call, self.n_steps), sums)
+        state, sums = run_calls(self, state, self.place(jnp.zeros(3, jnp.float32)), (data_x, data_y, perm),
+                                on_progress)
         loss, correct, count = (float(v) for v in jax.device_get(sums))
         if on_progress is not None:
             on_progress(self.n_steps, self.n_steps)
@@ -192,16 +215,8 @@ class Engine:
 
     def evaluate(self, params: tuple, data_x, data_y) -> dict:
         """Mean loss and accuracy over a dataset, in fixed-size padded batches."""
-        n, size = data_x.shape[0], min(EVAL_BATCH, data_x.shape[0])
         sums = jnp.zeros(3, jnp.float32)
-        for start in range(0, n, size):
-            x, y = data_x[start:start + size], data_y[start:start + size]
-            weights = jnp.ones(x.shape[0], jnp.float32)
-            if x.shape[0] < size:  # pad so every call has the same shape
-                pad = size - x.shape[0]
-                x = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)])
-                y = jnp.concatenate([y, jnp.zeros(pad, y.dtype)])
-                weights = jnp.concatenate([weights, jnp.zeros(pad, jnp.float32)])
-            sums = sums + self.eval_call(params, *self.place((x, y, weights)))
+        for batch in padded_batches(data_x, data_y):
+            sums = sums + self.eval_call(params, *self.place(batch))
         loss, correct, count = (float(v) for v in jax.device_get(sums))
         return {"loss": loss / count, "accuracy": correct / count}

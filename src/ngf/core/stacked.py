@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ngf.core.engine import EVAL_BATCH, Engine, batch_metrics, prepare_inputs
+from ngf.core.engine import EVAL_BATCH, Engine, batch_metrics, padded_batches, prepare_inputs, run_calls
 
 TRAIN_AXES = (0, 0, None, None, 0, None)  # state, sums, data_x, data_y, perm, start: data and start shared
 
@@ -147,16 +147,7 @@ class StackedEngine:
         n, extra = data_x.shape[0], self._lrs(lrs)
         perms = jnp.stack([jax.random.permutation(key, n) for key in keys])  # exactly each lone run's order
         sums = jnp.zeros((len(keys), 3), jnp.float32)  # [loss sum, correct, count] per member
-        pending = None
-        for c in range(self.n_calls):
-            last = c == self.n_calls - 1 and self.tail_call is not None
-            call = self.tail_call if last else self.train_call
-            state, sums = call(state, sums, data_x, data_y, perms, c * self.steps_per_call, *extra)
-            if on_progress is not None:
-                if pending is not None:  # wait for the previous call while this one is queued (Engine's way)
-                    pending[1].block_until_ready()
-                    on_progress(pending[0], self.n_steps)
-                pending = (min((c + 1) * self.steps_per_call, self.n_steps), sums)
+        state, sums = run_calls(self, state, sums, (data_x, data_y, perms), on_progress, extra)  # Engine's loop
         rows = jax.device_get(sums)
         if on_progress is not None:
             on_progress(self.n_steps, self.n_steps)
@@ -164,18 +155,10 @@ class StackedEngine:
 
     def evaluate(self, params, data_x, data_y) -> list[dict]:
         """Each member's mean loss and accuracy over a dataset, in the lone engine's padded batches."""
-        n, size = data_x.shape[0], min(EVAL_BATCH, data_x.shape[0])
         members = jax.tree.leaves(params)[0].shape[0]
         sums = jnp.zeros((members, 3), jnp.float32)
-        for start in range(0, n, size):
-            x, y = data_x[start:start + size], data_y[start:start + size]
-            weights = jnp.ones(x.shape[0], jnp.float32)
-            if x.shape[0] < size:  # pad so every call has the same shape (Engine.evaluate's padding)
-                pad = size - x.shape[0]
-                x = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)])
-                y = jnp.concatenate([y, jnp.zeros(pad, y.dtype)])
-                weights = jnp.concatenate([weights, jnp.zeros(pad, jnp.float32)])
-            sums = sums + self.eval_call(params, x, y, weights)
+        for batch in padded_batches(data_x, data_y):  # the lone engine's padded batches
+            sums = sums + self.eval_call(params, *batch)
         return [_means(row, "loss", "accuracy") for row in jax.device_get(sums)]
 
 
