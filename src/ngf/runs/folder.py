@@ -42,7 +42,9 @@ def check(config: RunConfig) -> None:
                 raise NgfError(f"cannot resume: {out} does not exist")
             if not any((out / name).is_file() for name in (CHECKPOINT_FILE, CONFIG_FILE)):
                 raise NgfError(f"cannot resume: {out} holds no run ({CHECKPOINT_FILE} does not exist)")
-        elif holds_files(out) and not config.overwrite:  # a lock or temporary file a kill left is no run
+        elif holds_files(out) and not config.overwrite and jax.process_index() == 0:
+            # a lock or temporary file a kill left is no run; in a multi-process run only process 0
+            # writes and checks this: another may start after process 0 wrote its config.toml
             raise _holds_files(out)
         for above in out.parents:  # the first folder that exists must be a folder
             if above.exists():
