@@ -38,9 +38,23 @@ def main(argv=None) -> int:
         guard.restore()
         return status
     guard.finished()  # the process ends here: a late signal changes nothing
+    _skip_last_collection()
     if status in (EXIT_SIGINT, EXIT_SIGTERM):
         leave(status)
     return status
+
+
+def _skip_last_collection() -> None:
+    """Spare the interpreter's last garbage collection the objects alive now (``gc.freeze``).
+
+    At exit, Python's final collection walked every object JAX, Flax and the run had made:
+    0.3–0.4 s of a 4.5 s ``ngf run`` (README.md, Start-up). Everything ngf writes is closed
+    by now; exit handlers (the loggers' ``close_all``) still run, and objects still die by
+    reference count as the modules are cleared.
+    """
+    import gc
+
+    gc.freeze()
 
 
 def _guarded(argv, guard: SignalGuard) -> int:

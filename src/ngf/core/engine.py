@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from ngf.core.init import once_options
 from ngf.core.losses import CE, Loss
 from ngf.core.network import Network
 from ngf.core.parallel import DataParallel
@@ -149,9 +150,21 @@ class Engine:
         self.eval_call = jax.jit(eval_batch)
 
     def init(self, key: jax.Array, params: tuple) -> TrainState:
-        """Fresh optimiser and rule state for ``params``."""
-        rule_state = self.rule.init(key, self.net, params)
-        return self.place(TrainState(params, self.optimizer.init(params), rule_state))
+        """Fresh optimiser and rule state for ``params``, drawn by one compiled program.
+
+        Op by op, every leaf shape of the optimiser's zeros and of a rule's random feedback
+        was a compilation of its own (fa on the mlp: 14); ``LearningRule.init`` is
+        jit-compatible by contract. A rule whose ``init`` cannot be traced (it reads a value)
+        is initialised eagerly, which also names its failures.
+        """
+        def fresh(key, params):  # the program's name in JAX's logs: jit(fresh)
+            return TrainState(params, self.optimizer.init(params), self.rule.init(key, self.net, params))
+
+        try:
+            state = jax.jit(fresh, compiler_options=once_options())(key, params)
+        except Exception:  # noqa: BLE001 - any failure: the eager call below raises it again, or succeeds
+            state = fresh(key, params)
+        return self.place(state)
 
     def place(self, tree):
         """Put arrays where the engine wants them: replicated across its devices, if several."""

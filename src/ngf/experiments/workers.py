@@ -138,6 +138,7 @@ class Workers:
         self.context = multiprocessing.get_context("spawn")
         self.threads, self.plugins, self.labels, self.report = threads, _plugins(registry), labels, report
         self.slots: list[_Slot | None] = [None] * count
+        self.programs: list[str | None] = [None] * count  # what each worker compiled last (``programs``)
         self.lost: list[int] = []
 
     def _start(self, index: int) -> _Slot:
@@ -152,7 +153,7 @@ class Workers:
     def _give(self, index: int, todo: deque) -> None:
         """Worker ``index`` takes the next task (a run, or a stack of runs), or stops when none is left."""
         slot = self.slots[index] or self._start(index)
-        task = todo.popleft() if todo else None
+        task = self._next(index, todo)
         try:
             slot.conn.send(task)
         except OSError:  # it ended after its last task: a fresh worker takes this one
@@ -173,6 +174,26 @@ class Workers:
         self.report(f"{self.labels[first]}: {what} {where}")
         for key, _ in task[1:]:
             self.report(f"{self.labels[key]}: trained in the stack of {self.labels[first].split(']')[0]}]")
+
+    def _next(self, index: int, todo: deque) -> list | None:
+        """Worker ``index``'s next task, None when none is left: one that runs the programs it compiled
+        last (another seed of its rule), else one whose programs no other worker holds, else the first.
+
+        A comparison's runs of one rule then share a worker's compiled programs, rather than each
+        worker compiling every rule (tasks come in plan order: a rule's seeds one after another).
+        """
+        others = {p for i, p in enumerate(self.programs) if i != index}
+        for wanted in (lambda p: p == self.programs[index], lambda p: p not in others):
+            found = next((n for n, task in enumerate(todo) if wanted(programs(task[0][1]))), None)
+            if found is not None:
+                task = todo[found]
+                del todo[found]
+                self.programs[index] = programs(task[0][1])
+                return task
+        if not todo:
+            return None
+        self.programs[index] = programs(todo[0][0][1])
+        return todo.popleft()
 
     def train(self, todo: deque, summaries: list) -> None:
         """Train ``todo`` (tasks of ``(key, config)``), filling ``summaries[key]``; a run's ``NgfError`` raises."""
@@ -237,6 +258,13 @@ class Workers:
                 if slot.process.is_alive():
                     slot.process.kill()
                     slot.process.join()
+
+
+def programs(config) -> str:
+    """What a run's compiled programs depend on beyond its seed and lr, as text: its rule, model and
+    data with their options (workers prefer tasks whose programs they have compiled)."""
+    return repr((config.rule, config.rule_opts, config.model, config.model_opts, config.dataset,
+                 config.dataset_opts, config.batch_size, config.optimizer, config.loss))
 
 
 def _result(summary: dict) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 from flax import nnx
 
 from ngf.core.errors import NgfError
-from ngf.core.init import parse_init, seed_key
+from ngf.core.init import once_options, parse_init, seed_key
 from ngf.core.losses import loss_named
 from ngf.core.network import Network
 from ngf.core.rule import LearningRule
@@ -150,36 +150,58 @@ def resolve_model(config: RunConfig, data: DataSplits, registry: Registry) -> tu
         return config.model, type(config.model).__name__
     make, build, name = model_factory(config, data, registry)
     check_memory(make, config.seed, name)  # from shapes alone, before a huge model is allocated
-    return created(make, build, seed_key(config.seed)), name  # all 64 bits of the seed
+    same = _model_key(config, data, registry)
+    return created(make, build, seed_key(config.seed), same), name  # all 64 bits of the seed
 
 
-#: XLA's backend optimisation level for the program that draws the weights on a CPU: it runs once,
-#: and compiles 2.5-3.5× faster at level 1 than at the default, with the same bits (tests/test_startup.py)
-CREATE_OPTIONS = {"xla_backend_optimization_level": 1}
+def _model_key(config: RunConfig, data: DataSplits, registry: Registry):
+    """What makes a registered model's weight program: its factory, options, input shape and
+    classes (hashable); None for a factory given as an object, whose program is not kept."""
+    if not isinstance(config.model, str):
+        return None
+    key = (registry.get("model", config.model).factory, tuple(sorted(config.model_opts.items())),
+           tuple(data.input_shape), data.n_classes, jax.default_backend())
+    try:
+        hash(key)
+    except TypeError:  # an option given as a list or a dict: not kept
+        return None
+    return key
 
 
-def created(make, build, key):
+
+#: The weight programs of this process, by ``_model_key``: a comparison's later runs of the same
+#: model (other seeds, other rules) call the compiled program again, with nothing traced or compiled.
+CREATORS: dict = {}
+
+
+def created(make, build, key, same=None):
     """The model ``make(nnx.Rngs(key))`` draws, created by one compiled program (README.md, Start-up).
 
     Built op by op, every initialiser of every shape was a compilation of its own (14 for a
     3-layer mlp); under one ``jax.jit`` the weights are the same, bitwise (tests/test_startup.py).
     A factory that cannot be traced (it reads a value) is built eagerly with ``build``, which
-    names its failures.
+    names its failures. ``same`` (hashable, or None) names what makes the program: the
+    program of a ``same`` seen before in this process is called again.
     """
-    graphs = []
+    program, graphs = CREATORS.get(same) if same is not None and same in CREATORS else (None, [])
 
     def create_model(k):  # the program's name in JAX's logs: jit(create_model)
         graph, state = nnx.split(make(nnx.Rngs(k)))
         graphs.append(graph)  # the structure, static: known once traced
         return state
 
-    options = CREATE_OPTIONS if jax.default_backend() == "cpu" else None
+    if program is None:
+        program = jax.jit(create_model, compiler_options=once_options())
     try:
-        state = jax.jit(create_model, compiler_options=options)(key)
+        state = program(key)  # traced at its first call, which fills ``graphs``
         model = nnx.merge(graphs[-1], state)
     except Exception:  # noqa: BLE001 - any failure: the eager build below reports it, or succeeds
         model = None
-    return model if isinstance(model, nnx.Module) else build(nnx.Rngs(key))
+    if not isinstance(model, nnx.Module):
+        return build(nnx.Rngs(key))
+    if same is not None:
+        CREATORS[same] = (program, graphs)
+    return model
 
 
 def model_factory(config: RunConfig, data: DataSplits, registry: Registry):
