@@ -141,7 +141,7 @@ def test_workers_do_not_go_with_ray_nor_threads_past_the_cores(tmp_path, capsys)
 def test_runs_that_differ_only_in_seed_go_to_one_worker_as_one_stack(tmp_path):
     """``--stack 2 --workers N``: each worker's task is a stack of seeds (ngf.experiments.stacked)."""
     from ngf.experiments.plan import plan
-    from ngf.experiments.workers import _tasks
+    from ngf.experiments.worktasks import tasks as _tasks
     from ngf.host.registry import load_registry
     from ngf.runs.config import RunConfig
 
@@ -153,3 +153,23 @@ def test_runs_that_differ_only_in_seed_go_to_one_worker_as_one_stack(tmp_path):
     assert [[key for key, _ in task] for task in tasks] == [[0, 1], [2], [3, 4], [5]]
     assert {config.threads for task in tasks for _, config in task} == {1}
     assert [[key for key, _ in task] for task in _tasks([1, 2, 3], prepared, 1, 1)] == [[1], [2], [3]]
+
+
+def test_a_worker_takes_the_seeds_of_the_rule_it_compiled_and_another_worker_another_rule(tmp_path):
+    """``next_task``: with the plan bp×3, fa×3, lra×3 and two workers, each compiles fewer rules than all."""
+    from ngf.experiments.plan import plan
+    from ngf.experiments.worktasks import next_task, tasks
+    from ngf.host.registry import load_registry
+    from ngf.runs.config import RunConfig
+
+    registry = load_registry(["ngf_tiny_data"], [])
+    runs = plan(RunConfig(dataset="tiny", model_opts={"widths": (8,)}), ["bp", "fa", "lra"], ["tiny"], [0, 1, 2],
+                [], tmp_path, registry)
+    todo = tasks(list(range(9)), [(item.config, None) for item in runs], 1, 1)
+    held, taken = [None, None], {0: [], 1: []}
+    for worker in (0, 1, 0, 1, 0, 1, 0, 1, 0, 1):  # the two workers finish in turn
+        task = next_task(held, worker, todo)
+        if task is not None:
+            taken[worker].append(runs[task[0][0]].label)
+    assert taken == {0: ["bp", "bp", "bp", "lra", "lra"], 1: ["fa", "fa", "fa", "lra"]}
+    assert not todo and next_task(held, 0, todo) is None

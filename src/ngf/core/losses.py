@@ -74,6 +74,6 @@ LOSSES: dict[str, Loss] = {
 
 def loss_named(name: str) -> Loss:
     """The loss called ``name``; an unknown name is an ``NgfError`` listing the valid ones."""
-    if name not in LOSSES:
+    if not isinstance(name, str) or name not in LOSSES:  # a TOML table or number is no name either
         raise NgfError(f"unknown loss {name!r}; valid losses: {', '.join(sorted(LOSSES))}")
     return LOSSES[name]

@@ -27,6 +27,7 @@ from multiprocessing.connection import wait
 
 from ngf.core.errors import NgfError, Terminated
 from ngf.experiments.ray_executor import _plugins
+from ngf.experiments.worktasks import next_task, tasks
 from ngf.runs.threads import apply, backend_started, check, usable_cores
 
 STOP_SECONDS = 120  # a stopped worker's time to write its interrupted summary before it is killed
@@ -153,7 +154,7 @@ class Workers:
     def _give(self, index: int, todo: deque) -> None:
         """Worker ``index`` takes the next task (a run, or a stack of runs), or stops when none is left."""
         slot = self.slots[index] or self._start(index)
-        task = self._next(index, todo)
+        task = next_task(self.programs, index, todo)
         try:
             slot.conn.send(task)
         except OSError:  # it ended after its last task: a fresh worker takes this one
@@ -174,26 +175,6 @@ class Workers:
         self.report(f"{self.labels[first]}: {what} {where}")
         for key, _ in task[1:]:
             self.report(f"{self.labels[key]}: trained in the stack of {self.labels[first].split(']')[0]}]")
-
-    def _next(self, index: int, todo: deque) -> list | None:
-        """Worker ``index``'s next task, None when none is left: one that runs the programs it compiled
-        last (another seed of its rule), else one whose programs no other worker holds, else the first.
-
-        A comparison's runs of one rule then share a worker's compiled programs, rather than each
-        worker compiling every rule (tasks come in plan order: a rule's seeds one after another).
-        """
-        others = {p for i, p in enumerate(self.programs) if i != index}
-        for wanted in (lambda p: p == self.programs[index], lambda p: p not in others):
-            found = next((n for n, task in enumerate(todo) if wanted(programs(task[0][1]))), None)
-            if found is not None:
-                task = todo[found]
-                del todo[found]
-                self.programs[index] = programs(task[0][1])
-                return task
-        if not todo:
-            return None
-        self.programs[index] = programs(todo[0][0][1])
-        return todo.popleft()
 
     def train(self, todo: deque, summaries: list) -> None:
         """Train ``todo`` (tasks of ``(key, config)``), filling ``summaries[key]``; a run's ``NgfError`` raises."""
@@ -260,32 +241,12 @@ class Workers:
                     slot.process.join()
 
 
-def programs(config) -> str:
-    """What a run's compiled programs depend on beyond its seed and lr, as text: its rule, model and
-    data with their options (workers prefer tasks whose programs they have compiled)."""
-    return repr((config.rule, config.rule_opts, config.model, config.model_opts, config.dataset,
-                 config.dataset_opts, config.batch_size, config.optimizer, config.loss))
-
-
 def _result(summary: dict) -> str:
     """`` (test accuracy 0.9123, 12.3 s)`` for a finished run's line."""
     accuracy, seconds = summary.get("test_accuracy"), summary.get("wall_seconds_last")
     parts = [f"test accuracy {accuracy:.4f}" if isinstance(accuracy, float) else "",
              f"{seconds:.1f} s" if isinstance(seconds, (int, float)) else ""]
     return f" ({', '.join(p for p in parts if p)})" if any(parts) else ""
-
-
-def _tasks(keys: list[int], prepared: list, threads: int, stack) -> deque:
-    """The runs to train as tasks, in plan order: a stack of runs that differ only in seed
-    (``ngf.experiments.stacked``, ``--stack``), or one run; each config with its ``threads``."""
-    from ngf.experiments.stacked import check_size, groups
-
-    configs = {key: dataclasses.replace(prepared[key][0], threads=threads) for key in keys}
-    stacked = groups([(configs.get(i, config), summary) for i, (config, summary) in enumerate(prepared)],
-                     check_size(stack))
-    group = {group[0]: group for group in stacked}
-    inside = {key for group in stacked for key in group[1:]}
-    return deque([(key, configs[key]) for key in group.get(key, [key])] for key in keys if key not in inside)
 
 
 def run_in_workers(runs: list, prepared: list, registry, workers, report, stack=None) -> list[dict]:
@@ -307,7 +268,7 @@ def run_in_workers(runs: list, prepared: list, registry, workers, report, stack=
     count = worker_count(workers, len(keys))
     threads = prepared[keys[0]][0].threads or max(1, len(usable_cores()) // count)
     check(threads)  # not more than the cores there are
-    todo = _tasks(keys, prepared, threads, stack)
+    todo = tasks(keys, prepared, threads, stack)
     pool = Workers(min(count, len(todo)), threads, registry, labels, report)
     try:
         pool.train(todo, summaries)
