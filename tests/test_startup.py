@@ -9,6 +9,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 from jax import monitoring
@@ -29,16 +30,17 @@ SMALL = {"mlp": {"widths": (8, 7)}, "cnn": {"channels": (3, 4), "widths": (6,)},
          "resnet": {"stem": 3, "widths": (3, 4), "blocks": (1, 1)}}
 TINY_RUN = dict(rule="bp", model="mlp", dataset="tiny", epochs=1, batch_size=16, model_opts={"widths": (8, 8, 8)})
 #: Programs compiled (or read from the compile cache) by TINY_RUN until ``on_start``, measured in a
-#: fresh process: 15. One creates the weights (``create_model``), one evaluates (``eval_batch``, first
-#: for the divergence bound); the other 13 are JAX's eager operations, each compiled once per shape
-#: and dtype: the seed's key (stage, seed, split, unstack), the optimiser's zeros (7) and the sums of
-#: the evaluation (zeros, add). The data and the copies of the state are transfers, which compile
-#: nothing. Then ``Engine.compile`` (``compile_seconds``) adds 5: the training call (``train_steps``:
-#: 12 steps, one per call, no shorter last call) and the epoch's key and permutation (convert,
-#: fold_in, iota, shuffle); the divergence check after the epoch one more (21 in all). In this process
-#: some are compiled already, so this is an upper bound. Creating the same mlp op by op compiled 14
-#: programs instead of ``create_model``'s one (28 until ``on_start``).
-STARTUP_PROGRAMS = 16
+#: fresh process: 11. One creates the weights (``create_model``), one the optimiser's and the rule's
+#: first state (``fresh``), one evaluates (``eval_batch``, first for the divergence bound); the other
+#: 8 are JAX's eager operations, each compiled once per shape and dtype: the seed's key (stage, seed,
+#: split, unstack), the key's conversion and the sums of the evaluation (convert, zeros, add). The
+#: data and the copies of the state are transfers, which compile nothing. Then ``Engine.compile``
+#: (``compile_seconds``) adds 5: the training call (``train_steps``: 12 steps, one per call, no shorter
+#: last call) and the epoch's key and permutation (convert, fold_in, iota, shuffle); the divergence
+#: check after the epoch one more. In this process some are compiled already, so this is an upper
+#: bound. Before, the mlp's weights op by op compiled 14 programs instead of ``create_model``'s one,
+#: and the optimiser's zeros 7 instead of ``fresh``'s one (fa's feedback: 9 more).
+STARTUP_PROGRAMS = 11
 BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
 
 
@@ -89,11 +91,39 @@ def test_startup_compiles_a_bounded_number_of_programs_and_the_epochs_none():
         summary = ngf.run(registry=REGISTRY, callbacks=seen, **TINY_RUN)
     before = seen.names[:seen.started]  # start-up: until on_start, after which the epoch's programs compile
     assert len(before) <= STARTUP_PROGRAMS, before
-    assert before.count("jit(create_model)") == 1
+    assert before.count("jit(create_model)") == 1 and before.count("jit(fresh)") == 1
     # compiled once each, ahead of the epochs (compile_seconds), never again in them
     assert seen.names.count("jit(train_steps)") == 1 and seen.names.count("jit(eval_batch)") == 1, seen.names
     assert summary["compile_seconds"] > 0
     assert summary["epoch_seconds"] == [r["seconds"] for r in summary["history"]]
+
+
+def test_a_later_run_of_the_same_model_reuses_its_weight_program_and_compiles_one_first_state():
+    """In one process (a comparison), a run of another rule on the same model compiles no weight
+    program, and its feedback and optimiser state come from one program (``Engine.init``)."""
+    ngf.run(registry=REGISTRY, **dict(TINY_RUN, seed=5))
+    with Compilations() as seen:
+        ngf.run(registry=REGISTRY, callbacks=seen, **dict(TINY_RUN, rule="fa", seed=6))
+    before = seen.names[:seen.started]
+    assert "jit(create_model)" not in before and before.count("jit(fresh)") == 1, before
+    assert "jit(_normal)" not in before, before  # fa's feedback matrices: no program per shape
+
+
+def test_a_rule_whose_init_reads_a_value_is_initialised_eagerly():
+    from ngf.core.engine import Engine
+    from ngf.core.rule import LearningRule
+    from ngf.runs.config import RunConfig
+    from ngf.runs.resolve import resolve
+
+    bp = resolve(RunConfig(**dict(TINY_RUN, rule="bp")), REGISTRY)
+
+    def init(key, net, params):  # float() of a traced value fails under jit
+        return {"scale": jax.numpy.float32(float(jax.random.uniform(key)) + 1.0)}
+
+    rule = bp.rule._replace(init=init)
+    state = Engine(bp.net, rule, optax.adam(1e-3), 16, len(bp.data.x_train), 1).init(seed_key(1), bp.params)
+    assert 1.0 < float(state.rule_state["scale"]) < 2.0
+    assert jax.tree.structure(state.opt_state) == jax.tree.structure(optax.adam(1e-3).init(bp.params))
 
 
 def test_summary_times_the_compilation_apart(tmp_path):
