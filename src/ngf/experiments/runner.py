@@ -17,7 +17,7 @@ from ngf.experiments.plan import Planned
 from ngf.experiments.precheck import check_plan
 from ngf.experiments.results import METRICS
 from ngf.experiments.runs import read_summary
-from ngf.experiments.stacked import Stacks  # --stack
+from ngf.experiments.stacked import Stacks, check_size  # --stack
 from ngf.experiments.workers import run_in_workers, share_device, worker_count
 from ngf.runs import checkpoint, threads
 from ngf.runs.api import run
@@ -90,6 +90,8 @@ def execute(runs: list[Planned], registry, make_callbacks: Callable[[Planned], C
     ``workers`` (``--workers N|auto``) > 1 trains N runs at once, each in a worker process on
     its share of the cores (``ngf.experiments.workers``); 1 trains them here.
     """
+    if stack is not None:  # --stack N, checked before any work whatever the executor
+        _check_stack(stack, executor[0])
     if workers != 1:  # checked before any work; on a GPU, this process and the workers share it
         _check_workers(workers, executor[0])
     elif executor[0] == "local" and runs:  # --threads K here: before check_plan starts JAX
@@ -117,6 +119,14 @@ def execute(runs: list[Planned], registry, make_callbacks: Callable[[Planned], C
         for i, summary in run_on_ray(todo, registry, executor[1], report=report).items():
             summaries[i] = summary
     return summaries
+
+
+def _check_stack(stack, executor: str) -> None:
+    """``--stack N``: a positive size; more than 1 only where runs train here (Ray trains each alone)."""
+    check_size(stack)
+    if executor != "local" and stack > 1:
+        raise NgfError(f"--stack {stack} trains runs together in one process; with --executor {executor} every "
+                       "run is a task of its own: leave --stack out")
 
 
 def _check_workers(workers, executor: str) -> None:
