@@ -159,3 +159,18 @@ def test_a_stack_of_learning_rates_trains_each_as_alone_and_a_diverging_one_stop
     # its checkpoint is a lone run's (the optimiser's state holds no lr): resumed alone, one epoch more
     extended = run(dataclasses.replace(runs[1].config, resume=True, epochs=3), registry=registry)
     assert extended["status"] == "completed" and extended["history"][:2] == _metrics(runs[1].folder)[:2]
+
+
+def test_the_console_lines_of_a_stack_name_each_run_by_its_seed(tmp_path, capsys):
+    """The members' epoch lines interleave: each starts with its seed; a lone run's lines do not."""
+    argv = ["compare", "--plugin", "ngf_tiny_data", "--rules", "bp", "--dataset", "tiny", "--seeds", "3,4",
+            "--epochs", "2", "--batch-size", "32", "--model-opt", "widths=8"]
+    assert main([*argv, "--stack", "2", "--out", str(tmp_path / "stacked")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    starts = [line for line in lines if " steps per epoch" in line]
+    assert [s.split("(")[-1] for s in starts] == ["seed 3, run 1 of a stack of 2)", "seed 4, run 2 of a stack of 2)"]
+    epochs = [line.split(" · epoch")[0] for line in lines if "epoch   " in line]
+    assert epochs == ["seed 3", "seed 4", "seed 3", "seed 4"]
+    assert main([*argv, "--stack", "1", "--out", str(tmp_path / "alone")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert sum(line.startswith("epoch   ") for line in lines) == 4 and not any("seed 3 · " in x for x in lines)

@@ -35,12 +35,18 @@ class RichCallbacks(Callbacks):
     def __init__(self, console: Console, epochs: int, quiet: bool):
         self.console, self.epochs, self.quiet = console, epochs, quiet
         self.wants_progress = not quiet and console.is_terminal
-        self.progress = None
+        self.progress, self.member = None, ""
 
     def on_start(self, info: dict) -> None:
+        stack = info.get("stack")  # a run of a stack (--stack): its lines name its seed, as they interleave
+        if stack and stack.get("size", 1) > 1:
+            self.member = f"seed {info.get('seed')} · "
         if not self.quiet:
+            where = (f" (seed {info.get('seed')}, run {stack['index'] + 1} of a stack of {stack['size']})"
+                     if self.member else "")
             self.console.print(f"[bold]ngf[/] {info['rule']} on {info['model']} / {info['dataset']}: "
-                               f"{info['steps_per_epoch']} steps per epoch, {info['device']}")
+                               f"{info['steps_per_epoch']} steps per epoch, {info['device']}{where}",
+                               soft_wrap=True)
 
     def on_progress(self, done: int, total: int) -> None:
         if self.progress is None:
@@ -59,9 +65,9 @@ class RichCallbacks(Callbacks):
             self.progress = None
         if not self.quiet:
             self.console.print(
-                f"epoch {record['epoch']:>3}/{self.epochs}  train loss {record['train_loss']:.4f} "
+                f"{self.member}epoch {record['epoch']:>3}/{self.epochs}  train loss {record['train_loss']:.4f} "
                 f"acc {record['train_accuracy']:.4f}  test loss {record['test_loss']:.4f} "
-                f"acc {record['test_accuracy']:.4f}  {record['seconds']:.1f}s")
+                f"acc {record['test_accuracy']:.4f}  {record['seconds']:.1f}s", soft_wrap=True)
 
 
 def results_table(summary: dict) -> Table:

@@ -117,7 +117,7 @@ def train(config: RunConfig, run: Resolved, place: RunFolder, callbacks: WithHoo
     history: list = []
     try:
         setup, state, history = _start(config, run, place, clock)
-        callbacks.on_start({**run.names, "steps_per_epoch": setup.engine.n_steps,
+        callbacks.on_start({**run.names, "seed": config.seed, "steps_per_epoch": setup.engine.n_steps,
                             "steps_per_call": setup.engine.steps_per_call,
                             "device": f"{setup.n_devices} × {jax.devices()[0].device_kind}",
                             "history": list(history)})

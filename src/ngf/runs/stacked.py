@@ -152,7 +152,7 @@ def train_stack(members: list[Member], run: Resolved) -> None:
     engine, arrays, state = _start(members, run)
     device = f"1 × {jax.devices()[0].device_kind}"
     for member in members:
-        member.callbacks.on_start({**member.names, "steps_per_epoch": engine.n_steps,
+        member.callbacks.on_start({**member.names, "seed": member.config.seed, "steps_per_epoch": engine.n_steps,
                                    "steps_per_call": engine.steps_per_call, "device": device,
                                    "stack": dict(member.stack), "history": list(member.history)})
     active = list(members)
