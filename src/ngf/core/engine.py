@@ -153,7 +153,8 @@ class Engine:
         """Fresh optimiser and rule state for ``params``, drawn by one compiled program.
 
         Op by op, every leaf shape of the optimiser's zeros and of a rule's random feedback
-        was a compilation of its own (fa on the mlp: 14); ``LearningRule.init`` is
+        was a compilation of its own (a 3-layer mlp: 7 for Adam's zeros, 11 more for fa's
+        feedback; tests/test_startup.py); ``LearningRule.init`` is
         jit-compatible by contract. A rule whose ``init`` cannot be traced (it reads a value)
         is initialised eagerly, which also names its failures.
         """

@@ -168,7 +168,6 @@ def _model_key(config: RunConfig, data: DataSplits, registry: Registry):
     return key
 
 
-
 #: The weight programs of this process, by ``_model_key``: a comparison's later runs of the same
 #: model (other seeds, other rules) call the compiled program again, with nothing traced or compiled.
 CREATORS: dict = {}
@@ -183,7 +182,7 @@ def created(make, build, key, same=None):
     names its failures. ``same`` (hashable, or None) names what makes the program: the
     program of a ``same`` seen before in this process is called again.
     """
-    program, graphs = CREATORS.get(same) if same is not None and same in CREATORS else (None, [])
+    program, graphs = CREATORS.get(same, (None, []))  # None is never kept: a fresh program
 
     def create_model(k):  # the program's name in JAX's logs: jit(create_model)
         graph, state = nnx.split(make(nnx.Rngs(k)))
