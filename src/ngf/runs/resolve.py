@@ -207,13 +207,14 @@ def model_factory(config: RunConfig, data: DataSplits, registry: Registry):
     """``(make, build, name)`` for a model given by name or factory: ``make(rngs)`` calls the factory,
     ``build(rngs)`` too, with a registered factory's failures named by plugin."""
     model = config.model
+    shape, classes = data.input_shape, data.n_classes  # not ``data``: a kept weight program must not hold it
     if not isinstance(model, str):  # a factory(input_shape, n_classes, *, rngs)
-        make = lambda rngs: model(data.input_shape, data.n_classes, rngs=rngs)
+        make = lambda rngs: model(shape, classes, rngs=rngs)
         return make, make, getattr(model, "__name__", "custom")
     entry = registry.get("model", model)
     opts = bind_options("model", model, entry.factory, config.model_opts)
-    return (lambda rngs: entry.factory(data.input_shape, data.n_classes, rngs=rngs, **opts),
-            lambda rngs: entry.build(nnx.Module, data.input_shape, data.n_classes, rngs=rngs, **opts), model)
+    return (lambda rngs: entry.factory(shape, classes, rngs=rngs, **opts),
+            lambda rngs: entry.build(nnx.Module, shape, classes, rngs=rngs, **opts), model)
 
 
 def build_network(model, data: DataSplits, names: dict) -> tuple[Network, tuple]:
