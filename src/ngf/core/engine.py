@@ -149,6 +149,12 @@ class Engine:
 
         self.eval_call = jax.jit(eval_batch)
 
+        def fresh(key, params):  # the first state (``init``); the program's name in JAX's logs: jit(fresh)
+            return TrainState(params, self.optimizer.init(params), self.rule.init(key, self.net, params))
+
+        # one program per engine: a stack's members (ngf.core.stacked) share it, traced once
+        self.fresh, self.fresh_call = fresh, jax.jit(fresh, compiler_options=once_options())
+
     def init(self, key: jax.Array, params: tuple) -> TrainState:
         """Fresh optimiser and rule state for ``params``, drawn by one compiled program.
 
@@ -158,13 +164,10 @@ class Engine:
         jit-compatible by contract. A rule whose ``init`` cannot be traced (it reads a value)
         is initialised eagerly, which also names its failures.
         """
-        def fresh(key, params):  # the program's name in JAX's logs: jit(fresh)
-            return TrainState(params, self.optimizer.init(params), self.rule.init(key, self.net, params))
-
         try:
-            state = jax.jit(fresh, compiler_options=once_options())(key, params)
+            state = self.fresh_call(key, params)
         except Exception:  # noqa: BLE001 - any failure: the eager call below raises it again, or succeeds
-            state = fresh(key, params)
+            state = self.fresh(key, params)
         return self.place(state)
 
     def place(self, tree):
