@@ -14,6 +14,7 @@ from flax import nnx
 
 from ngf.core.errors import NgfError
 from ngf.core.alignment import alignment_angles
+from ngf.core.engine import TrainState
 from ngf.core.network import Network, atomic_layers, cross_entropy
 from ngf.host.registry import load_registry
 from ngf.models.conv import Conv, as_images
@@ -309,7 +310,9 @@ def test_update_norms_leave_out_nodes_without_weights():
     net, params = build("resnet", **MODELS["resnet"])
     x = jax.random.randint(jax.random.key(0), (4,) + SHAPE, 0, 256).astype(jnp.uint8)
     rule = REGISTRY.get("rule", "fa").factory()
-    norms = update_norms(net, rule, params, rule.init(jax.random.key(0), net, params), x, jnp.arange(4) % 3)
+    state = TrainState(params, (), rule.init(jax.random.key(0), net, params))
+    norms, own = update_norms(net, rule, state, x, jnp.arange(4) % 3)
+    assert own is None  # fa has no trainable parameters of its own
     assert [i for i, v in enumerate(norms) if v is None] == [3, 7] and all(v > 0 for v in norms if v is not None)
 
 

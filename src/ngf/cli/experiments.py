@@ -83,8 +83,11 @@ def norms_command(args, registry, console) -> None:
         labelled.append((f"{result.label} · {result.dataset}" if several else result.label, norms))
         records.append({"label": result.label, "dataset": result.dataset, "seed": result.seed,
                         "folder": result.folder, **norms})
+        when = "final" if "final" in norms else "init"
+        own = norms.get("rule_params", {}).get(when)
         console.print(f"{result.label} · {result.dataset} · seed {result.seed}: " +
-                      " ".join("—" if v is None else f"{v:.1e}" for v in norms.get("final", norms["init"])))
+                      " ".join("—" if v is None else f"{v:.1e}" for v in norms[when]) +
+                      ("" if own is None else f" · rule's parameters {own:.1e}"))
     path = layer_norms(labelled, out, args.title)
     Path(path).with_suffix(".json").write_text(json.dumps(records, indent=1))
     console.print(f"wrote {path} and {Path(path).with_suffix('.json')}")

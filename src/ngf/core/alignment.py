@@ -16,9 +16,9 @@ import math
 import jax
 import jax.numpy as jnp
 
-from ngf.core.engine import prepare_inputs
+from ngf.core.engine import TrainState, prepare_inputs, rule_pass
 from ngf.core.network import Network, Params
-from ngf.core.rule import LearningRule, RuleState
+from ngf.core.rule import LearningRule, RuleState, predict
 
 
 def angle_degrees(a, b) -> jax.Array:
@@ -34,28 +34,37 @@ def angle_degrees(a, b) -> jax.Array:
     return jnp.where((na > 0) & (nb > 0), jnp.degrees(angle), jnp.nan)
 
 
-def loss_gradient(net: Network, params: Params, x: jax.Array, labels: jax.Array) -> Params:
-    """∇θ of the mean of the network's loss over the batch: the exact backprop gradient."""
-    return jax.grad(lambda p: jnp.mean(net.loss.per_example(net.logits(p, x), labels)))(params)
+def loss_gradient(net: Network, params: Params, x: jax.Array, labels: jax.Array, rule: LearningRule | None = None,
+                  state: RuleState = (), rule_params=()) -> Params:
+    """∇θ of the mean of the network's loss over the batch, of the logits or of ``rule``'s ``predict``:
+    the exact backprop gradient."""
+    def mean_loss(p):
+        scores = net.logits(p, x) if rule is None else predict(rule, net, p, x, state, rule_params)
+        return jnp.mean(net.loss.per_example(scores, labels))
+
+    return jax.grad(mean_loss)(params)
 
 
-def rule_update(net: Network, rule: LearningRule, params: Params, state: RuleState,
-                x: jax.Array, labels: jax.Array) -> Params:
-    """The update a rule proposes for one batch, as a descent direction (comparable to ∇θ)."""
-    _, trace = net.forward(params, x)
-    signals, state = rule.compute_targets(net, params, trace, labels, state)
-    updates, _ = rule.local_update(net, params, trace, signals, state)
-    return jax.tree.map(jnp.negative, updates) if rule.applies_directly else updates
+def rule_update(net: Network, rule: LearningRule, state: TrainState, x: jax.Array, labels: jax.Array) -> Params:
+    """The update a rule proposes for one batch from the engine's ``state``, as a descent direction
+    (comparable to ∇θ)."""
+    updates, _, _ = rule_pass(net, rule, state, x, labels)
+    return jax.tree.map(jnp.negative, updates.params) if rule.applies_directly else updates.params
 
 
 def alignment_angles(net: Network, rule: LearningRule, params: Params, state: RuleState,
-                     x: jax.Array, labels: jax.Array) -> jax.Array:
-    """Per-layer angles in degrees between ``rule``'s update and the backprop gradient.
+                     x: jax.Array, labels: jax.Array, rule_params=(), key: jax.Array | None = None,
+                     step: jax.Array | int = 0) -> jax.Array:
+    """Per-layer angles in degrees between ``rule``'s update and the backprop gradient of its prediction's loss.
 
-    Pure and jit-compatible; the rule's state is read, never advanced.
+    Pure and jit-compatible; the rule's state is read, never advanced. ``rule_params``, ``key``
+    and ``step`` are what the rule's functions may ask for (the engine's ``TrainState`` fields;
+    ``key`` defaults to ``jax.random.key(0)``).
     """
-    update = rule_update(net, rule, params, state, x, labels)
-    grad = loss_gradient(net, params, x, labels)
+    key = jax.random.key(0) if key is None else key
+    train_state = TrainState(params, (), state, rule_params, (), key, jnp.asarray(step, jnp.int32))
+    update = rule_update(net, rule, train_state, x, labels)
+    grad = loss_gradient(net, params, x, labels, rule, state, rule_params)
     return jnp.stack([angle_degrees(u, g) for u, g in zip(update, grad)])
 
 
@@ -67,11 +76,12 @@ def alignment_tracker(net: Network, rule: LearningRule, x: jax.Array, labels: ja
     ``x`` are raw inputs (the engine's ``prepare_inputs`` is applied here); ``state`` is
     the engine's ``TrainState``.
     """
-    angles = jax.jit(lambda params, rule_state: alignment_angles(
-        net, rule, params, rule_state, prepare_inputs(x), labels))
+    angles = jax.jit(lambda state: alignment_angles(
+        net, rule, state.params, state.rule_state, prepare_inputs(x), labels, state.rule_params, state.key,
+        state.step))
 
     def track(state) -> list[float]:
-        return [None if math.isnan(a) else float(a) for a in jax.device_get(angles(state.params, state.rule_state))]
+        return [None if math.isnan(a) else float(a) for a in jax.device_get(angles(state))]
 
     return track
 

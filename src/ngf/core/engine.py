@@ -13,6 +13,7 @@ GPU, which made the default mlp's epoch 4.4× slower on an H200 (docs/benchmarks
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from typing import Callable, NamedTuple
@@ -26,7 +27,8 @@ from ngf.core.init import once_options
 from ngf.core.losses import CE, Loss
 from ngf.core.network import Network
 from ngf.core.parallel import DataParallel
-from ngf.core.rule import LearningRule, apply_changes, checked_pair, checked_updates
+from ngf.core.rule import (LearningRule, apply_changes, as_updates, call, checked_pair, checked_rule_updates,
+                           checked_updates, init_params, metric_vector, predict)
 
 PROGRESS_CALLS = 20  # calls per epoch when several steps share a call
 EVAL_BATCH = 1000
@@ -38,6 +40,14 @@ class TrainState(NamedTuple):
     params: tuple
     opt_state: object
     rule_state: object
+    rule_params: object = ()  # the rule's trainable parameters (``LearningRule.init_params``)
+    rule_opt_state: object = ()  # the run's optimiser's state for them
+    key: object = None  # the run's rule key: step n's key is fold_in(key, n)
+    step: object = None  # steps taken, an int32 scalar
+
+
+#: what ``fold_in`` adds to the rule's key for its parameters' key and for the step keys' base
+PARAMS_KEY, STEPS_KEY = 1, 2
 
 
 def prepare_inputs(x: jax.Array) -> jax.Array:
@@ -51,33 +61,90 @@ def prepare_inputs(x: jax.Array) -> jax.Array:
 
 
 def batch_metrics(logits: jax.Array, labels: jax.Array, weights=None, loss: Loss = CE) -> jax.Array:
-    """[sum of the loss (the network's), number correct (argmax), number of examples] over a batch."""
+    """[sum of the loss (the network's), number correct (argmax), number of examples] over a batch.
+
+    ``logits`` are whatever scores the run evaluates (the rule's ``predict``, else h^L)."""
     weights = jnp.ones(labels.shape, jnp.float32) if weights is None else weights
     correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
     return jnp.stack([jnp.sum(loss.per_example(logits, labels) * weights), jnp.sum(correct * weights),
                       jnp.sum(weights)])
 
 
+def step_extras(state: TrainState, x: jax.Array) -> dict:
+    """The keywords a rule's function may name (``ngf.core.rule.EXTRAS``): makers, called only if named."""
+    return {"rule_params": state.rule_params, "key": lambda: jax.random.fold_in(state.key, state.step),
+            "step": state.step, "x": x}
+
+
+def rule_pass(net: Network, rule: LearningRule, state: TrainState, x: jax.Array, y: jax.Array):
+    """forward (unless the rule runs its own passes) → compute_targets → local_update, on inputs x in [0, 1].
+
+    Returns ``(updates, rule_state, logits)``: the rule's ``Updates`` (checked against the
+    parameters' shapes while tracing, so at no cost per step), its advanced state, and the
+    forward pass's logits (None when the rule ran its own passes).
+    """
+    extras = step_extras(state, x)
+    logits, trace = net.forward(state.params, x) if rule.uses_trace else (None, None)
+    signals, rule_state = checked_pair(rule, "compute_targets", call(
+        rule.compute_targets, net, state.params, trace, y, state.rule_state, extras=extras), "signals")
+    result, rule_state = checked_pair(rule, "local_update", call(
+        rule.local_update, net, state.params, trace, signals, rule_state, extras=extras), "updates")
+    updates = as_updates(rule, result)
+    updates = updates._replace(params=checked_updates(rule, state.params, updates.params),
+                               rule_params=checked_rule_updates(rule, state.rule_params, updates.rule_params))
+    return updates, rule_state, logits
+
+
 def make_train_step(net: Network, rule: LearningRule, optimizer: optax.GradientTransformation,
-):
-    """One training step: forward → compute_targets → local_update → optimiser."""
+                    rule_optimizer: optax.GradientTransformation | None = None):
+    """One training step: forward → compute_targets → local_update → optimiser.
+
+    The rule's trainable parameters take the run's optimiser too (``rule_optimizer``: the
+    same optimiser built with the rule's lr scale and decay choice), with a state of their own.
+    """
+    rule_optimizer = rule_optimizer or optimizer
 
     def step(state: TrainState, x: jax.Array, y: jax.Array):
-        logits, trace = net.forward(state.params, prepare_inputs(x))
-        signals, rule_state = checked_pair(rule, "compute_targets", rule.compute_targets(
-            net, state.params, trace, y, state.rule_state), "signals")
-        updates, rule_state = checked_pair(rule, "local_update", rule.local_update(
-            net, state.params, trace, signals, rule_state), "updates")
-        updates = checked_updates(rule, state.params, updates)  # at tracing time: no cost per step
+        x = prepare_inputs(x)
+        updates, rule_state, logits = rule_pass(net, rule, state, x, y)
         if rule.applies_directly:
-            changes, opt_state = updates, state.opt_state
+            changes, opt_state = updates.params, state.opt_state
         else:
-            changes, opt_state = optimizer.update(updates, state.opt_state, state.params)
+            changes, opt_state = optimizer.update(updates.params, state.opt_state, state.params)
         # θ ← θ + ΔW, or the rule's own use of the change actually applied (kp's B receives it too)
-        params, rule_state = apply_changes(rule, net, state.params, changes, rule_state)
-        return TrainState(params, opt_state, rule_state), batch_metrics(logits, y, loss=net.loss)
+        params, rule_state = apply_changes(rule, net, state.params, changes, rule_state, step_extras(state, x))
+        rule_params, rule_opt_state = state.rule_params, state.rule_opt_state
+        if rule.init_params is not None:  # φ ← φ + Δφ, Δφ the run's optimiser's change for the rule's update
+            rule_changes, rule_opt_state = rule_optimizer.update(updates.rule_params, rule_opt_state, rule_params)
+            rule_params = optax.apply_updates(rule_params, rule_changes)
+        if logits is None:  # the rule ran its own passes: its logits, or its prediction (one more pass)
+            logits = updates.logits if updates.logits is not None else predict(
+                rule, net, state.params, x, state.rule_state, state.rule_params)
+        sums = jnp.concatenate([batch_metrics(logits, y, loss=net.loss), metric_vector(rule, updates.metrics)])
+        return TrainState(params, opt_state, rule_state, rule_params, rule_opt_state, state.key, state.step + 1), sums
 
     return step
+
+
+def epoch_metrics(rule: LearningRule, sums, n_steps: int) -> dict:
+    """An epoch's ``train_loss`` and ``train_accuracy`` and, as ``rule_metrics``, the rule's scalars
+    averaged over its steps, from the summed [loss, correct, count, metrics...]."""
+    loss, correct, count, *reported = (float(v) for v in sums)
+    record = {"train_loss": loss / count, "train_accuracy": correct / count}
+    if rule.metrics:
+        record["rule_metrics"] = {name: value / n_steps for name, value in zip(rule.metrics, reported)}
+    return record
+
+
+def n_sums(rule: LearningRule) -> int:
+    """The length of a training call's running sums: loss, correct, count and each metric of the rule."""
+    return 3 + len(rule.metrics)
+
+
+def evaluate_batch(net: Network, rule: LearningRule, state: TrainState, x, y, w) -> jax.Array:
+    """``batch_metrics`` of the rule's scores (``predict``, else h^L) on one padded batch of raw inputs."""
+    scores = predict(rule, net, state.params, prepare_inputs(x), state.rule_state, state.rule_params)
+    return batch_metrics(scores, y, w, net.loss)
 
 
 def uses_convolution(model: nnx.Module) -> bool:
@@ -132,8 +199,10 @@ class Engine:
     """Runs epochs of a rule on a network, keeping data and state on the device."""
 
     def __init__(self, net: Network, rule: LearningRule, optimizer: optax.GradientTransformation,
-                 batch_size: int, n_train: int, steps_per_call: int, parallel: DataParallel | None = None):
+                 batch_size: int, n_train: int, steps_per_call: int, parallel: DataParallel | None = None,
+                 rule_optimizer: optax.GradientTransformation | None = None):
         self.net, self.rule, self.optimizer = net, rule, optimizer
+        self.rule_optimizer = rule_optimizer or optimizer
         self.batch_size, self.parallel = batch_size, parallel
         if parallel is not None:
             parallel.check_batch(batch_size)
@@ -144,13 +213,14 @@ class Engine:
         tail = self.n_steps % self.steps_per_call  # the last call's steps, when fewer
         self.tail_call = jax.jit(self._make_call(tail), donate_argnums=0) if tail else None
 
-        def eval_batch(params, x, y, w):
-            return batch_metrics(net.logits(params, prepare_inputs(x)), y, w, net.loss)
-
-        self.eval_call = jax.jit(eval_batch)
+        self.eval_call = jax.jit(functools.partial(evaluate_batch, net, rule))
 
         def fresh(key, params):  # the first state (``init``); the program's name in JAX's logs: jit(fresh)
-            return TrainState(params, self.optimizer.init(params), self.rule.init(key, self.net, params))
+            rule_params = init_params(self.rule, jax.random.fold_in(key, PARAMS_KEY), self.net, params)
+            rule_opt_state = self.rule_optimizer.init(rule_params) if self.rule.init_params is not None else ()
+            return TrainState(params, self.optimizer.init(params), self.rule.init(key, self.net, params),
+                              rule_params, rule_opt_state, jax.random.fold_in(key, STEPS_KEY),
+                              jnp.zeros((), jnp.int32))
 
         # one program per engine: a stack's members (ngf.core.stacked) share it, traced once
         self.fresh, self.fresh_call = fresh, jax.jit(fresh, compiler_options=once_options())
@@ -176,7 +246,7 @@ class Engine:
 
     def _make_call(self, length: int):
         """A call that runs ``length`` steps from step ``start`` (one step, or a scan of fixed length)."""
-        step = make_train_step(self.net, self.rule, self.optimizer)
+        step = make_train_step(self.net, self.rule, self.optimizer, self.rule_optimizer)
         batch = self.batch_size
         split = (lambda a: a) if self.parallel is None else self.parallel.split_batch
 
@@ -208,14 +278,14 @@ class Engine:
         """
         t0 = time.perf_counter()
         perm = self.place(jax.random.permutation(jax.random.fold_in(key, 0), data_x.shape[0]))
-        sums = self.place(jnp.zeros(3, jnp.float32))
+        sums = self.place(jnp.zeros(n_sums(self.rule), jnp.float32))
         self.train_call.lower(state, sums, data_x, data_y, perm, 0).compile()
         if self.tail_call is not None:
             self.tail_call.lower(state, sums, data_x, data_y, perm, (self.n_calls - 1) * self.steps_per_call).compile()
         for x, y in eval_sets:
             size = min(EVAL_BATCH, x.shape[0])
             batch = self.place((x[:size], y[:size], jnp.ones(size, jnp.float32)))
-            self.eval_call.lower(state.params, *batch).compile()
+            self.eval_call.lower(state, *batch).compile()
         jax.block_until_ready(sums)
         return time.perf_counter() - t0
 
@@ -223,17 +293,18 @@ class Engine:
                     on_progress: Callable[[int, int], None] | None = None):
         """One epoch over a fresh permutation drawn from ``key``; returns (state, metrics)."""
         perm = self.place(jax.random.permutation(key, data_x.shape[0]))
-        state, sums = run_calls(self, state, self.place(jnp.zeros(3, jnp.float32)), (data_x, data_y, perm),
-                                on_progress)
-        loss, correct, count = (float(v) for v in jax.device_get(sums))
+        state, sums = run_calls(self, state, self.place(jnp.zeros(n_sums(self.rule), jnp.float32)),
+                                (data_x, data_y, perm), on_progress)
+        record = epoch_metrics(self.rule, jax.device_get(sums), self.n_steps)
         if on_progress is not None:
             on_progress(self.n_steps, self.n_steps)
-        return state, {"train_loss": loss / count, "train_accuracy": correct / count}
+        return state, record
 
-    def evaluate(self, params: tuple, data_x, data_y) -> dict:
-        """Mean loss and accuracy over a dataset, in fixed-size padded batches."""
+    def evaluate(self, state: TrainState, data_x, data_y) -> dict:
+        """Mean loss and accuracy of the rule's prediction (``predict``, else the logits) over a dataset,
+        in fixed-size padded batches."""
         sums = jnp.zeros(3, jnp.float32)
         for batch in padded_batches(data_x, data_y):
-            sums = sums + self.eval_call(params, *self.place(batch))
+            sums = sums + self.eval_call(state, *self.place(batch))
         loss, correct, count = (float(v) for v in jax.device_get(sums))
         return {"loss": loss / count, "accuracy": correct / count}

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ngf.core.engine import EVAL_BATCH, Engine, batch_metrics, padded_batches, prepare_inputs, run_calls
+from ngf.core.engine import EVAL_BATCH, Engine, epoch_metrics, evaluate_batch, n_sums, padded_batches, run_calls
 
 TRAIN_AXES = (0, 0, None, None, 0, None)  # state, sums, data_x, data_y, perm, start: data and start shared
 
@@ -78,6 +78,7 @@ def member_call(engine: Engine, length: int, per_member_lr: bool):
     def call(state, sums, data_x, data_y, perm, start, lr):
         twin = copy.copy(engine)  # the lone engine, its optimiser's changes × this member's lr
         twin.optimizer = scale_changes(engine.optimizer, lr)
+        twin.rule_optimizer = scale_changes(engine.rule_optimizer, lr)
         return twin._make_call(length)(state, sums, data_x, data_y, perm, start)
 
     return call
@@ -101,9 +102,8 @@ class StackedEngine:
         tail = engine.n_steps % engine.steps_per_call  # the epoch's last, shorter call, as the lone engine's
         self.tail_call = (jax.jit(jax.vmap(member_call(engine, tail, per_member_lr), in_axes=axes), donate_argnums=0)
                           if tail else None)
-        net = engine.net
-        self.eval_call = jax.jit(jax.vmap(lambda params, x, y, w: batch_metrics(  # params per member, data shared
-            net.logits(params, prepare_inputs(x)), y, w, net.loss), in_axes=(0, None, None, None)))
+        self.eval_call = jax.jit(jax.vmap(lambda state, x, y, w: evaluate_batch(  # state per member, data shared
+            engine.net, engine.rule, state, x, y, w), in_axes=(0, None, None, None)))
 
     def init(self, keys: list, params: list):
         """The stacked fresh state of members with rule keys ``keys`` and parameters ``params``."""
@@ -126,7 +126,7 @@ class StackedEngine:
         """
         t0 = time.perf_counter()
         perms = jnp.stack([jax.random.permutation(key, data_x.shape[0]) for key in keys])
-        sums = jnp.zeros((len(keys), 3), jnp.float32)
+        sums = jnp.zeros((len(keys), n_sums(self.engine.rule)), jnp.float32)
         extra = self._lrs(lrs)
         self.train_call.lower(state, sums, data_x, data_y, perms, 0, *extra).compile()
         if self.tail_call is not None:
@@ -134,7 +134,7 @@ class StackedEngine:
             self.tail_call.lower(state, sums, data_x, data_y, perms, start, *extra).compile()
         for x, y in eval_sets:
             size = min(EVAL_BATCH, x.shape[0])
-            self.eval_call.lower(state.params, x[:size], y[:size], jnp.ones(size, jnp.float32)).compile()
+            self.eval_call.lower(state, x[:size], y[:size], jnp.ones(size, jnp.float32)).compile()
         return time.perf_counter() - t0
 
     def train_epoch(self, state, data_x, data_y, keys: list,
@@ -146,19 +146,19 @@ class StackedEngine:
         """
         n, extra = data_x.shape[0], self._lrs(lrs)
         perms = jnp.stack([jax.random.permutation(key, n) for key in keys])  # exactly each lone run's order
-        sums = jnp.zeros((len(keys), 3), jnp.float32)  # [loss sum, correct, count] per member
+        sums = jnp.zeros((len(keys), n_sums(self.engine.rule)), jnp.float32)  # [loss, correct, count, ...]
         state, sums = run_calls(self, state, sums, (data_x, data_y, perms), on_progress, extra)  # Engine's loop
         rows = jax.device_get(sums)
         if on_progress is not None:
             on_progress(self.n_steps, self.n_steps)
-        return state, [_means(row, "train_loss", "train_accuracy") for row in rows]
+        return state, [epoch_metrics(self.engine.rule, row, self.n_steps) for row in rows]
 
-    def evaluate(self, params, data_x, data_y) -> list[dict]:
+    def evaluate(self, state, data_x, data_y) -> list[dict]:
         """Each member's mean loss and accuracy over a dataset, in the lone engine's padded batches."""
-        members = jax.tree.leaves(params)[0].shape[0]
+        members = jax.tree.leaves(state.params)[0].shape[0]
         sums = jnp.zeros((members, 3), jnp.float32)
         for batch in padded_batches(data_x, data_y):  # the lone engine's padded batches
-            sums = sums + self.eval_call(params, *batch)
+            sums = sums + self.eval_call(state, *batch)
         return [_means(row, "loss", "accuracy") for row in jax.device_get(sums)]
 
 

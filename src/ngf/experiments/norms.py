@@ -4,7 +4,8 @@ For a finished run, rebuild its network, rule and state from ``config.toml`` (at
 initialisation) and from its checkpoint (after training), take one batch of training
 data, and compute ‖update_l‖ for every node l: the Frobenius norm of what
 ``local_update`` hands the optimiser (for ``bp``, the gradient of the loss); a node
-without weights (a residual block's sum) has none. A
+without weights (a residual block's sum) has none. A rule's trainable parameters
+(``LearningRule.init_params``) get one norm over all of them, ``rule_params``. A
 vanishing backward signal shows as norms falling by orders of magnitude from the
 top layer to the first.
 """
@@ -17,27 +18,28 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from ngf.core.engine import Engine, prepare_inputs
+from ngf.core.engine import Engine, prepare_inputs, rule_pass
 from ngf.core.init import initialise, seed_key
 from ngf.core.losses import loss_named
 from ngf.core.network import Network
 from ngf.runs import checkpoint
-from ngf.runs.config import RunConfig, make_optimizer
+from ngf.runs.config import RunConfig, make_optimizer, make_rule_optimizer
 from ngf.runs.configfile import CONFIG_FILE, read
 from ngf.runs.protocol import prepare_data
 from ngf.runs.resolve import resolve_data, resolve_model, resolve_rule
 
 
-def update_norms(net: Network, rule, params, rule_state, x, y) -> list[float | None]:
-    """‖update_l‖ for each node l on the batch ``(x, y)``; None for a node without weights (a sum)."""
-    def norms(params, rule_state):
-        _, trace = net.forward(params, prepare_inputs(x))
-        signals, state = rule.compute_targets(net, params, trace, y, rule_state)
-        updates, _ = rule.local_update(net, params, trace, signals, state)
-        return jnp.stack([frobenius(u) for u in updates])
+def update_norms(net: Network, rule, state, x, y) -> tuple[list[float | None], float | None]:
+    """‖update_l‖ for each node l on the batch ``(x, y)`` from the engine's ``state`` (None for a node
+    without weights, a sum), and the norm of the update of the rule's trainable parameters (None for
+    a rule without any, ``LearningRule.init_params``)."""
+    def norms(state):
+        updates, _, _ = rule_pass(net, rule, state, prepare_inputs(x), y)
+        return jnp.stack([frobenius(u) for u in updates.params]), frobenius(updates.rule_params)
 
-    values = jax.jit(norms)(params, rule_state)
-    return [float(v) if jax.tree.leaves(theta) else None for v, theta in zip(values, params)]
+    nodes, own = jax.jit(norms)(state)
+    return ([float(v) if jax.tree.leaves(theta) else None for v, theta in zip(nodes, state.params)],
+            float(own) if rule.init_params is not None else None)
 
 
 def frobenius(tree) -> jax.Array:
@@ -57,14 +59,18 @@ def run_norms(folder: Path, registry, batch: int = 512) -> dict:
     net = dataclasses.replace(net, loss=loss_named(config.loss))
     params = initialise(params, config.init, config.seed)
     n_train = len(data.x_train)
-    engine = Engine(net, rule, make_optimizer(config, n_train // config.batch_size), config.batch_size,
-                    n_train, 1)
+    steps = n_train // config.batch_size
+    engine = Engine(net, rule, make_optimizer(config, steps), config.batch_size, n_train, 1,
+                    rule_optimizer=make_rule_optimizer(config, steps, rule))
     rule_key, _ = jax.random.split(seed_key(config.seed))
     start = engine.init(rule_key, params)
     x, y = jnp.asarray(data.x_train[:batch]), jnp.asarray(data.y_train[:batch])
-    norms = {"init": update_norms(net, rule, start.params, start.rule_state, x, y)}
+    norms, own = {}, {}
+    norms["init"], own["init"] = update_norms(net, rule, start, x, y)
     if (Path(folder) / checkpoint.CHECKPOINT).is_file():
         end, history = checkpoint.load(Path(folder), start)
-        norms["final"] = update_norms(net, rule, end.params, end.rule_state, x, y)
+        norms["final"], own["final"] = update_norms(net, rule, end, x, y)
         norms["epochs"] = len(history)
+    if rule.init_params is not None:  # the rule's trainable parameters, counted apart from the nodes
+        norms["rule_params"] = own
     return norms

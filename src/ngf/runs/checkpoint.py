@@ -2,15 +2,17 @@
 
 A checkpoint is ``DIR/checkpoint.msgpack``: flax's msgpack encoding (no pickle, so
 loading one runs no code) of a dict holding the epoch, the history so far and every
-leaf of the ``TrainState`` (parameters, optimiser state, rule state) as an array.
+leaf of the ``TrainState`` (parameters, optimiser state, rule state, the rule's trainable
+parameters and their optimiser state, the step key and count) as an array.
 Structure comes from the run itself: on resume the freshly initialised state is the
 template whose leaves the stored ones replace, so a checkpoint only loads into the
 run that wrote it. PRNG keys are stored as their raw key data.
 
 It is written to a temporary file, flushed to disk and renamed over the old one, so
 a kill during the write leaves the previous checkpoint intact. Epoch ``e`` draws its
-permutation from ``fold_in(data_key, e)`` and a rule's randomness lives in its state,
-so restoring the state and the epoch count continues the run exactly.
+permutation from ``fold_in(data_key, e)`` and a rule's randomness lives in its state or
+comes from the step key, ``fold_in(key, step)``, so restoring the state and the epoch count
+continues the run exactly.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from ngf.runs import atomic
 from ngf.runs.files import CHECKPOINT_FILE, CONFIG_FILE, write_metrics
 
 CHECKPOINT = CHECKPOINT_FILE
-FORMAT = 1
+#: 2: the state holds the rule's trainable parameters, their optimiser state, the step key and the step count
+FORMAT = 2
 
 
 def _is_key(leaf) -> bool:
@@ -56,6 +59,9 @@ def _restore(payload: dict, template) -> tuple[object, int, list]:
     """``(state, epoch, history)`` from a checkpoint's payload, shaped like ``template``."""
     leaves, treedef = jax.tree.flatten(template)
     stored = [payload["leaves"][k] for k in sorted(payload["leaves"])]
+    if payload.get("format") == 1:
+        raise NgfError("the checkpoint was written by an earlier ngf (checkpoint format 1, without the step "
+                       "count and key that rules now receive) and cannot be resumed by this one: run it afresh")
     if payload.get("format") != FORMAT or len(stored) != len(leaves):
         raise NgfError("the checkpoint does not match this run (another model, rule or optimiser?)")
     restored = []

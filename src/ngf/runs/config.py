@@ -35,6 +35,16 @@ def make_optimizer(config: "RunConfig", steps_per_epoch: int) -> optax.GradientT
     return build_optimizer(config, steps_per_epoch, OPTIMIZERS, config.run_epochs, config.run_milestones)
 
 
+def make_rule_optimizer(config: "RunConfig", steps_per_epoch: int, rule) -> optax.GradientTransformation | None:
+    """The run's optimiser for the rule's trainable parameters: its lr × ``rule.params_lr``, and its weight
+    decay only if ``rule.params_decay``; None when that is the run's optimiser itself (or the rule has none)."""
+    if getattr(rule, "init_params", None) is None or (rule.params_lr == 1.0 and rule.params_decay):
+        return None
+    own = dataclasses.replace(config, lr=config.lr * rule.params_lr,
+                              weight_decay=config.weight_decay if rule.params_decay else 0.0)
+    return make_optimizer(own, steps_per_epoch)
+
+
 @dataclasses.dataclass
 class RunConfig:
     """Every option of a run; names refer to registered rules, models and datasets."""

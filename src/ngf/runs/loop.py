@@ -23,7 +23,7 @@ from ngf.core.init import initialise, seed_key
 from ngf.core.parallel import DataParallel, device_count
 from ngf.runs import atomic, checkpoint, files
 from ngf.runs.callbacks import WithHooks
-from ngf.runs.config import RunConfig, make_optimizer
+from ngf.runs.config import RunConfig, make_optimizer, make_rule_optimizer
 from ngf.runs.divergence import FIRST_TEST_EXAMPLES, DivergenceCheck
 from ngf.runs.folder import RunFolder
 from ngf.runs.resolve import Resolved
@@ -66,7 +66,8 @@ def _start(config: RunConfig, run: Resolved, place: RunFolder, clock: Clock):
     per_call = config.steps_per_call or choose_steps_per_call(run.model, n_steps)
     n_devices = device_count(config.devices)
     engine = Engine(run.net, run.rule, make_optimizer(config, n_steps), config.batch_size,
-                    len(run.data.x_train), per_call, DataParallel.over(n_devices) if n_devices > 1 else None)
+                    len(run.data.x_train), per_call, DataParallel.over(n_devices) if n_devices > 1 else None,
+                    make_rule_optimizer(config, n_steps, run.rule))
     arrays = engine.place(jax.device_put(tuple(run.data[:4])))  # a transfer; jnp.asarray compiled a copy per shape
     val = engine.place(jax.device_put(tuple(run.val)))
     rule_key, data_key = jax.random.split(seed_key(config.seed))
@@ -78,7 +79,7 @@ def _start(config: RunConfig, run: Resolved, place: RunFolder, clock: Clock):
         place.claim()
     x_test, y_test = arrays[2], arrays[3]
     # the divergence bound comes from the untrained network, also when resuming (before a step donates it)
-    first = engine.evaluate(fresh.params, x_test[:FIRST_TEST_EXAMPLES], y_test[:FIRST_TEST_EXAMPLES])
+    first = engine.evaluate(fresh, x_test[:FIRST_TEST_EXAMPLES], y_test[:FIRST_TEST_EXAMPLES])
     guard = DivergenceCheck(first["loss"], run.data.n_classes, config.divergence_ratio)
     track = (alignment_tracker(run.net, run.rule, arrays[0][:config.batch_size], arrays[1][:config.batch_size])
              if config.track_alignment else None)
@@ -99,10 +100,10 @@ def _epoch(setup: Setup, state, epoch: int, progress) -> tuple[object, dict]:
     state, train = setup.engine.train_epoch(state, x_train, y_train, jax.random.fold_in(setup.data_key, epoch),
                                             progress)
     seconds = time.perf_counter() - t0  # train_epoch ends by fetching its metrics
-    test = setup.engine.evaluate(state.params, x_test, y_test)
+    test = setup.engine.evaluate(state, x_test, y_test)
     record = {"epoch": epoch, **train, "test_loss": test["loss"], "test_accuracy": test["accuracy"]}
     if setup.val:  # --val-split: the held-out training examples
-        held = setup.engine.evaluate(state.params, *setup.val)
+        held = setup.engine.evaluate(state, *setup.val)
         record.update(val_loss=held["loss"], val_accuracy=held["accuracy"])
     return state, {**record, "seconds": seconds}
 
@@ -125,7 +126,7 @@ def train(config: RunConfig, run: Resolved, place: RunFolder, callbacks: WithHoo
         clock.compile = _compile(setup, state)  # after on_start: a hook may stop the run before any compiling
         for epoch in range(len(history) + 1, config.run_epochs + 1):
             state, record = _epoch(setup, state, epoch, progress)
-            problem = setup.guard.problem(record, state.params)  # one device check per epoch
+            problem = setup.guard.problem(record, (state.params, state.rule_params))  # one device check per epoch
             if problem is not None:
                 _diverged(config, run.names, history, clock, place, record, problem, callbacks)
             if setup.track is not None:  # outside the timed epoch: one jitted call on the first training batch

@@ -35,7 +35,7 @@ from ngf.runs import atomic, checkpoint, configfile, files, folder, resuming
 from ngf.runs.arguments import check_arguments, plain_numbers
 from ngf.runs.callbacks import Callbacks, WithHooks
 from ngf.runs.compilecache import enable_compile_cache
-from ngf.runs.config import RunConfig, make_optimizer
+from ngf.runs.config import RunConfig, make_optimizer, make_rule_optimizer
 from ngf.runs.divergence import FIRST_TEST_EXAMPLES, DivergenceCheck
 from ngf.runs.resolve import Resolved, resolve
 from ngf.runs.summary import Clock, summarise
@@ -120,8 +120,9 @@ def _start(members: list[Member], run: Resolved):
     n_steps = len(run.data.x_train) // config.batch_size
     per_call = config.steps_per_call or choose_steps_per_call(run.model, n_steps)  # the lone run's choice
     per_member_lr = len({member.config.lr for member in members}) > 1  # then the optimiser is built for lr 1
-    optimizer = make_optimizer(dataclasses.replace(config, lr=1.0) if per_member_lr else config, n_steps)
-    engine = Engine(run.net, run.rule, optimizer, config.batch_size, len(run.data.x_train), per_call)
+    built = dataclasses.replace(config, lr=1.0) if per_member_lr else config
+    engine = Engine(run.net, run.rule, make_optimizer(built, n_steps), config.batch_size, len(run.data.x_train),
+                    per_call, rule_optimizer=make_rule_optimizer(built, n_steps, run.rule))
     arrays = jax.device_put(tuple(run.data[:4]))  # the data on the device, shared by every member
     states = []
     for member in members:  # each exactly as loop._start makes a lone run's
@@ -133,7 +134,7 @@ def _start(members: list[Member], run: Resolved):
         if member.config.resume:  # the summary of where it stopped no longer holds; the config is rewritten
             files.remove_summary(out)
             member.place.claim()
-        first = engine.evaluate(fresh.params, arrays[2][:FIRST_TEST_EXAMPLES], arrays[3][:FIRST_TEST_EXAMPLES])
+        first = engine.evaluate(fresh, arrays[2][:FIRST_TEST_EXAMPLES], arrays[3][:FIRST_TEST_EXAMPLES])
         member.guard = DivergenceCheck(first["loss"], run.data.n_classes, member.config.divergence_ratio)
         states.append(state)
     if len({len(member.history) for member in members}) > 1:
@@ -181,7 +182,7 @@ def _epoch(engine: StackedEngine, arrays: tuple, state, members: list[Member], e
     keys = [jax.random.fold_in(member.data_key, epoch) for member in members]  # each lone run's epoch key
     state, train = engine.train_epoch(state, x_train, y_train, keys, progress, _lrs(engine, members))
     seconds = time.perf_counter() - t0  # the stack's epoch: what each member waited for
-    test = engine.evaluate(state.params, x_test, y_test)
+    test = engine.evaluate(state, x_test, y_test)
     return state, [{"epoch": epoch, **mine, "test_loss": held["loss"], "test_accuracy": held["accuracy"],
                     "seconds": seconds} for mine, held in zip(train, test)]
 
@@ -193,7 +194,7 @@ def _lrs(engine: StackedEngine, members: list[Member]) -> list[float] | None:
 
 def _record(member: Member, state, record: dict) -> bool:
     """Check, checkpoint and record one member's epoch as ``loop.train`` does; False if it diverged."""
-    problem = member.guard.problem(record, state.params)  # one device check per epoch
+    problem = member.guard.problem(record, (state.params, state.rule_params))  # one device check per epoch
     if problem is not None:
         _diverged(member, record, problem)
         return False
