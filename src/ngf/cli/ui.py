@@ -67,7 +67,13 @@ class RichCallbacks(Callbacks):
             self.console.print(
                 f"{self.member}epoch {record['epoch']:>3}/{self.epochs}  train loss {record['train_loss']:.4f} "
                 f"acc {record['train_accuracy']:.4f}  test loss {record['test_loss']:.4f} "
-                f"acc {record['test_accuracy']:.4f}  {record['seconds']:.1f}s", soft_wrap=True)
+                f"acc {record['test_accuracy']:.4f}  {record['seconds']:.1f}s{rule_metrics_text(record)}",
+                soft_wrap=True)
+
+
+def rule_metrics_text(record: dict) -> str:
+    """The rule's own scalars of an epoch (``rule_metrics``) for the console line: ``  energy 1.23``."""
+    return "".join(f"  {name} {value:.4g}" for name, value in (record.get("rule_metrics") or {}).items())
 
 
 def results_table(summary: dict) -> Table:

@@ -1,4 +1,4 @@
-"""Figures (matplotlib, Agg backend): training loss and test accuracy per epoch.
+"""Figures (matplotlib, Agg backend): training loss, test accuracy and a rule's own metrics per epoch.
 
 One panel column per dataset, one line per variant: the mean over seeds, with a
 band of ± one standard deviation where there are several seeds.
@@ -25,11 +25,25 @@ def pyplot():
     return plt
 
 
+def _value(record: dict, key: str):
+    """``record[key]``, or for ``rule/NAME`` the rule's own metric NAME (None where it has none)."""
+    if key.startswith("rule/"):
+        return (record.get("rule_metrics") or {}).get(key[len("rule/"):])
+    return record.get(key)
+
+
 def _curve(runs: list[Result], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Epochs, mean and std of ``key`` over the runs (cut to the shortest history)."""
     n = min(len(r.summary["history"]) for r in runs)
-    values = np.array([[h[key] for h in r.summary["history"][:n]] for r in runs], dtype=float)
+    values = np.array([[_value(h, key) for h in r.summary["history"][:n]] for r in runs], dtype=float)
     return np.arange(1, n + 1), values.mean(0), values.std(0)
+
+
+def panels(results: list[Result]) -> tuple:
+    """The figure's rows: ``PANELS``, then one per metric a rule reported (``rule/NAME``), in order met."""
+    names = ordered(name for r in results for record in r.summary.get("history") or ()
+                    for name in (record.get("rule_metrics") or {}))
+    return PANELS + tuple((f"rule/{name}", f"{name} (rule)") for name in names)
 
 
 def colours(labels: list[str]) -> dict[str, tuple]:
@@ -45,14 +59,16 @@ def curves(results: list[Result], path: Path, title: str = "") -> Path:
     datasets = ordered(r.dataset for r in results)
     labels = ordered(r.label for r in results)
     colour, groups = colours(labels), group(results)
-    fig, axes = plt.subplots(len(PANELS), len(datasets), figsize=(4.8 * len(datasets), 6.4),
+    rows = panels(results)
+    fig, axes = plt.subplots(len(rows), len(datasets), figsize=(4.8 * len(datasets), 3.2 * len(rows)),
                              squeeze=False, sharex="col")
     for col, dataset in enumerate(datasets):
-        for row, (key, name) in enumerate(PANELS):
+        for row, (key, name) in enumerate(rows):
             ax = axes[row][col]
             for label in labels:
                 # a run that diverged in its first epoch has no history: nothing to draw for it
-                runs = [r for r in groups.get((label, dataset), []) if r.summary["history"]]
+                runs = [r for r in groups.get((label, dataset), []) if r.summary["history"]
+                        and all(_value(h, key) is not None for h in r.summary["history"])]
                 if not runs:
                     continue
                 x, mean, std = _curve(runs, key)
@@ -64,7 +80,7 @@ def curves(results: list[Result], path: Path, title: str = "") -> Path:
             if row == 0:
                 ax.set_title(dataset)
                 ax.set_yscale("log")
-            if row == len(PANELS) - 1:
+            if row == len(rows) - 1:
                 ax.set_xlabel("epoch")
                 ax.xaxis.get_major_locator().set_params(integer=True)
     handles, names = axes[0][0].get_legend_handles_labels()

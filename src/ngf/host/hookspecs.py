@@ -55,8 +55,12 @@ def ngf_run_start(config, info):
 def ngf_epoch_end(config, epoch, record):
     """Called after each epoch with its number (from 1) and its metrics.
 
-    ``record`` is the line ``metrics.jsonl`` gets: ``epoch``, ``train_loss``,
-    ``train_accuracy``, ``test_loss``, ``test_accuracy``, ``seconds``.
+    ``record`` is the line ``metrics.jsonl`` gets: ``epoch``, ``seed``, ``train_loss``,
+    ``train_accuracy``, ``test_loss``, ``test_accuracy``, ``seconds``; ``val_loss`` and
+    ``val_accuracy`` with ``--val-split``; ``alignment_degrees`` (each node's angle to the
+    backprop gradient, None for a node without weights) with ``--track-alignment``; and
+    ``rule_metrics`` (``{name: epoch mean}``) for a rule that reports its own scalars
+    (``LearningRule.metrics``).
     """
 
 

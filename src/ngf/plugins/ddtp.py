@@ -14,7 +14,7 @@ carried forward to the output, with the rest of the trace fixed (``forward_from`
 
     R_l(Q) = mean over the batch of ‖Q (h^L(z^l + ε) − h^L(z^l)) − ε‖²  +  λ ‖Q‖²
 
-is minimised by Adam. For small σ, Δ = h^L(z^l+ε) − h^L(z^l) ≈ J_l ε (J_l the Jacobian of
+is minimised by the run's optimiser. For small σ, Δ = h^L(z^l+ε) − h^L(z^l) ≈ J_l ε (J_l the Jacobian of
 h^L with respect to z^l), so E R_l = σ²‖Q J_l − I‖² + λ‖Q‖², whose minimum is
 Q = J_lᵀ (J_l J_lᵀ + (λ/σ²) I)⁻¹ (J_l's products averaged over the batch): a damped
 pseudo-inverse of the network above l, which makes ŷ^l − z^l = −β Q_l e a Gauss–Newton step
@@ -23,7 +23,9 @@ pseudo-inverse of the network above l, which makes ŷ^l − z^l = −β Q_l e a 
 As in the authors' code (github.com/meulemansalex/theoretical_framework_for_target_propagation,
 ``DDTPMLPLayer``, ``train_parallel``): one noise vector per example and node each step (their
 σ ≈ 0.09–0.1), Q trains in the same step as the forward weights, after the targets were taken
-with the old Q, and Q starts Xavier-normal (``q_scale`` 1). β = 1 keeps their ratio of hidden
+with the old Q, and Q starts Xavier-normal (``q_scale`` 1). Q is the rule's trainable
+parameters (``init_params``): the run's optimiser and schedule train it, at ``q_lr_scale`` ×
+the run's lr (their code gives Q an Adam of its own). β = 1 keeps their ratio of hidden
 to output signals (their target step cancels against the learning rate, ``normalize_lr``).
 Their code also trains Q alone for six epochs before the forward weights move, and for one
 more after each epoch; a rule sees no data outside the training step, so here Q learns online
@@ -44,8 +46,8 @@ propagation no node reads another's target, so they need no Q (a Q costs a forwa
 noise per step): their target is their output, ŷ^l = z^l, so δ^l = 0.
 
 Measured at the defaults (seed 0, Adam 1e-3, ``ngf run --model mlp --epochs 5``): MNIST 0.978,
-Fashion-MNIST 0.879; with Q fixed (``q_lr=0``) 0.977 and 0.867, dfa 0.978 and 0.868. β 0.1,
-σ 0.01 or 0.5 and q_lr 1e-4 or 1e-2 all stayed within 0.977–0.979 and 0.876–0.878. A step costs
+Fashion-MNIST 0.879; with Q fixed (``q_lr_scale=0``) 0.977 and 0.867, dfa 0.978 and 0.868. β 0.1,
+σ 0.01 or 0.5 and Q's lr 1e-4 or 1e-2 all stayed within 0.977–0.979 and 0.876–0.878. A step costs
 about 1.15 bp steps on mlp (ddtp's own signals and updates 0.85, the noise draw and its forward
 pass the rest), 1.8 on cnn and 2 on resnet, where the forward passes of noise from every
 weight node over the nodes above it, and the noise itself, grow with the depth and the images.
@@ -57,26 +59,16 @@ only (the forward pass of noise), never transposed.
 
 import itertools
 import math
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from ngf.core.checks import number
 from ngf.core.feedback import check_distribution, random_like
 from ngf.core.losses import CE, Loss
 from ngf.core.network import updates_from_deltas
-from ngf.core.rule import LearningRule
+from ngf.core.rule import LearningRule, Updates, stateless_init
 from ngf.host.hookspecs import hookimpl
-
-
-class DDTPState(NamedTuple):
-    """Q_l per weight node below the output (None elsewhere), Q's optimiser state, and a noise key."""
-
-    feedback: tuple
-    opt_state: object
-    key: jax.Array
 
 
 def init_feedback(key, net, params, scale: float, dist: str) -> tuple:
@@ -127,13 +119,17 @@ def draw_noise(key, trace, feedback, sigma: float) -> tuple:
     return tuple(None if q is None else part.reshape(t.out.shape) for q, part, t in zip(feedback, parts, trace))
 
 
-def feedback_gradients(net, params, trace, feedback, noises, decay: float) -> tuple:
-    """∇R_l with respect to each Q_l, for the given noise (None where there is no Q).
+def feedback_gradients(net, params, trace, feedback, noises, decay: float) -> tuple[tuple, jax.Array]:
+    """∇R_l with respect to each Q_l, for the given noise (None where there is no Q), and the mean of the
+    R_l over the nodes with a Q (0 without any).
 
     Δ does not depend on Q, so the gradient is that of R's last, linear part: 2 (QΔ − ε)ᵀΔ / B + 2λQ.
     """
-    return tuple(None if q is None else jax.grad(reconstruction_loss)(q, net, params, trace, l, eps, decay)
-                 for l, (q, eps) in enumerate(zip(feedback, noises)))
+    found = [None if q is None else jax.value_and_grad(reconstruction_loss)(q, net, params, trace, l, eps, decay)
+             for l, (q, eps) in enumerate(zip(feedback, noises))]
+    losses = [pair[0] for pair in found if pair is not None]
+    return (tuple(None if pair is None else pair[1] for pair in found),
+            jnp.mean(jnp.stack(losses)) if losses else jnp.zeros(()))
 
 
 def direct_targets(trace, labels, feedback, beta: float, loss: Loss = CE) -> tuple:
@@ -147,49 +143,48 @@ def direct_targets(trace, labels, feedback, beta: float, loss: Loss = CE) -> tup
 def ddtp(
     beta: float = 1.0,
     noise: float = 0.1,
-    q_lr: float = 1e-3,
+    q_lr_scale: float = 1.0,
     q_decay: float = 1e-6,
     q_scale: float = 1.0,
     q_dist: str = "normal",
 ) -> LearningRule:
     """Direct difference target propagation with linear feedback Q_l (DDTP-linear).
 
+    Q is the rule's trainable parameters: the run's optimiser and schedule train it on its
+    difference reconstruction loss R, reported per epoch as ``reconstruction``; the run's
+    --weight-decay does not apply to Q, whose decay is λ in R.
+
     Args:
       beta: β in ŷ^L = h^L − β e; Q is linear, so β only scales the hidden signals against the output's e.
       noise: σ of the noise ε ~ N(0, σ²) at z^l that Q_l learns to reconstruct from the output.
-      q_lr: learning rate of Q's own Adam optimiser.
+      q_lr_scale: Q's learning rate, as a multiple of the run's --lr (0 keeps Q fixed).
       q_decay: λ, the weight decay λ‖Q‖² added to Q's loss (λ/σ² damps Q's pseudo-inverse).
       q_scale: Q's initial scale, in units of Glorot's standard deviation.
       q_dist: Q's initial distribution, ``normal`` or ``uniform``.
     """
     check_distribution(q_dist, "ddtp option q_dist")
-    beta, q_lr, q_decay = (number("ddtp", n, v, minimum=0) for n, v in
-                           (("beta", beta), ("q_lr", q_lr), ("q_decay", q_decay)))
+    beta, q_lr_scale, q_decay = (number("ddtp", n, v, minimum=0) for n, v in
+                                 (("beta", beta), ("q_lr_scale", q_lr_scale), ("q_decay", q_decay)))
     noise, q_scale = (number("ddtp", n, v, minimum=0, exclusive=True) for n, v in
                       (("noise", noise), ("q_scale", q_scale)))
-    optimizer = optax.adam(q_lr)
 
-    def init(key, net, params):
-        q_key, noise_key = jax.random.split(key)
-        feedback = init_feedback(q_key, net, params, q_scale, q_dist)
-        return DDTPState(feedback, optimizer.init(feedback), noise_key)
+    def init_params(key, net, params):
+        return init_feedback(key, net, params, q_scale, q_dist)
 
-    def compute_targets(net, params, trace, labels, state):
+    def compute_targets(net, params, trace, labels, state, rule_params):
         e = net.loss.error(trace[-1].pre, labels)  # δ^L = e: the output node learns from the task loss
-        targets = direct_targets(trace, labels, state.feedback, beta, net.loss)
+        targets = direct_targets(trace, labels, rule_params, beta, net.loss)
         # node loss ½‖z^l − ŷ^l‖²: δ^l = f'(h^l) ⊙ (z^l − ŷ^l); no other node's weight is read
         deltas = [net.activation_vjp(l, trace[l].pre, trace[l].out - y) for l, y in enumerate(targets)]
         return tuple(deltas) + (e,), state
 
-    def local_update(net, params, trace, deltas, state):
-        key, step_key = jax.random.split(state.key)
-        noises = draw_noise(step_key, trace, state.feedback, noise)
-        grads = feedback_gradients(net, params, trace, state.feedback, noises, q_decay)
-        changes, opt_state = optimizer.update(grads, state.opt_state, state.feedback)
-        feedback = optax.apply_updates(state.feedback, changes)
-        return updates_from_deltas(net, params, trace, deltas), DDTPState(feedback, opt_state, key)
+    def local_update(net, params, trace, deltas, state, rule_params, key):
+        noises = draw_noise(key, trace, rule_params, noise)  # ε from the step's key
+        grads, loss = feedback_gradients(net, params, trace, rule_params, noises, q_decay)
+        return Updates(updates_from_deltas(net, params, trace, deltas), grads, {"reconstruction": loss}), state
 
-    return LearningRule(init, compute_targets, local_update)
+    return LearningRule(stateless_init, compute_targets, local_update, init_params=init_params,
+                        metrics=("reconstruction",), params_lr=q_lr_scale, params_decay=False)
 
 
 @hookimpl

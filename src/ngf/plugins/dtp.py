@@ -24,12 +24,11 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from ngf.core.checks import number
 from ngf.core.feedback import check_distribution, random_like, walk_down
 from ngf.core.network import INPUT, updates_from_deltas
-from ngf.core.rule import LearningRule
+from ngf.core.rule import LearningRule, Updates, stateless_init
 from ngf.host.hookspecs import hookimpl
 
 
@@ -38,14 +37,6 @@ class Inverse(NamedTuple):
 
     omega: object  # ω_l, shaped like θ_l
     bias: jax.Array  # c_l, shaped like one example's z^{l-1}
-
-
-class DTPState(NamedTuple):
-    """Inverses (None where a node has none), their optimiser state, and a noise key."""
-
-    inverses: tuple
-    opt_state: object
-    key: jax.Array
 
 
 def has_weights(theta) -> bool:
@@ -83,8 +74,8 @@ def reconstruction_loss(inv: Inverse, net, l: int, theta, trace, noise: jax.Arra
     return 0.5 * jnp.sum((recon - corrupted) ** 2) / corrupted.shape[0]
 
 
-def reconstruction_gradient(inv: Inverse, net, l: int, theta, trace, noise: jax.Array) -> Inverse:
-    """∇ of ``reconstruction_loss`` w.r.t. (ω_l, c_l), by hand: two products with a_l's Jacobian.
+def reconstruction_gradient(inv: Inverse, net, l: int, theta, trace, noise: jax.Array) -> tuple[Inverse, jax.Array]:
+    """∇ of ``reconstruction_loss`` w.r.t. (ω_l, c_l), by hand (two products with a_l's Jacobian), and the loss.
 
     With u = J_l^T(ω, v) + c and r = ∂loss/∂u, ∂loss/∂c = Σ_n r and, as ⟨r, J^T(ω)v⟩ =
     ⟨J(ω)r, v⟩, ∂loss/∂ω = vjp_ω(ω ↦ J(ω)·r)(v). Automatic differentiation through the
@@ -97,20 +88,24 @@ def reconstruction_gradient(inv: Inverse, net, l: int, theta, trace, noise: jax.
     recon, sigma_pullback = jax.vjp(net.input_activation(l), u)
     r = sigma_pullback((recon - corrupted) / corrupted.shape[0])[0]  # ∂loss/∂u
     _, omega_pullback = jax.vjp(lambda w: net.input_jvp(l, w, trace[l].inputs, r), inv.omega)
-    return Inverse(omega_pullback(v)[0], jnp.sum(r, axis=0))
+    loss = 0.5 * jnp.sum((recon - corrupted) ** 2) / corrupted.shape[0]
+    return Inverse(omega_pullback(v)[0], jnp.sum(r, axis=0)), loss
 
 
-def inverse_gradients(net, params, trace, inverses, key, noise: float) -> tuple:
-    """Gradients of each inverse's noisy reconstruction loss (None where there is no inverse)."""
+def inverse_gradients(net, params, trace, inverses, key, noise: float) -> tuple[tuple, jax.Array]:
+    """Gradients of each inverse's noisy reconstruction loss (None where there is no inverse), and the
+    mean of those losses over the inverses (0 without any)."""
     keys = jax.random.split(key, net.depth)
-    grads = []
+    grads, losses = [], []
     for l, inv in enumerate(inverses):
         if inv is None:
             grads.append(None)
             continue
         eps = noise * jax.random.normal(keys[l], trace[l].inputs.shape, trace[l].inputs.dtype)  # ε ~ N(0, σ²)
-        grads.append(reconstruction_gradient(inv, net, l, params[l], trace, eps))
-    return tuple(grads)
+        grad, loss = reconstruction_gradient(inv, net, l, params[l], trace, eps)
+        grads.append(grad)
+        losses.append(loss)
+    return tuple(grads), (jnp.mean(jnp.stack(losses)) if losses else jnp.zeros(()))
 
 
 def difference_targets(net, params, trace, labels, inverses, eta_hat: float) -> tuple:
@@ -137,47 +132,45 @@ def difference_targets(net, params, trace, labels, inverses, eta_hat: float) -> 
 def dtp(
     eta_hat: float = 0.1,
     noise: float = 0.1,
-    inverse_lr: float = 1e-3,
+    inverse_lr_scale: float = 1.0,
     inverse_scale: float = 1.0,
     inverse_dist: str = "normal",
 ) -> LearningRule:
     """Difference target propagation with learned inverses.
 
+    The inverses are the rule's trainable parameters: the run's optimiser and schedule train
+    them on their noisy reconstruction loss, reported per epoch as ``reconstruction``.
+
     Args:
       eta_hat: η̂, the step of the top hidden target down the gradient: ŷ^{L-1} = z^{L-1} − η̂·∂L/∂z^{L-1}.
       noise: σ of the Gaussian noise ε the inverses learn to undo.
-      inverse_lr: learning rate of the inverses' own Adam optimiser.
+      inverse_lr_scale: the inverses' learning rate, as a multiple of the run's --lr.
       inverse_scale: ω's initial scale, in units of Glorot's standard deviation.
       inverse_dist: ω's initial distribution, ``normal`` or ``uniform``.
     """
     check_distribution(inverse_dist, "dtp option inverse_dist")
-    eta_hat, noise, inverse_lr = (number("dtp", n, v, minimum=0) for n, v in
-                                  (("eta_hat", eta_hat), ("noise", noise), ("inverse_lr", inverse_lr)))
+    eta_hat, noise, inverse_lr_scale = (number("dtp", n, v, minimum=0) for n, v in (
+        ("eta_hat", eta_hat), ("noise", noise), ("inverse_lr_scale", inverse_lr_scale)))
     inverse_scale = number("dtp", "inverse_scale", inverse_scale, minimum=0, exclusive=True)
-    optimizer = optax.adam(inverse_lr)
 
-    def init(key, net, params):
-        inv_key, noise_key = jax.random.split(key)
-        inverses = init_inverses(inv_key, net, params, inverse_scale, inverse_dist)
-        return DTPState(inverses, optimizer.init(inverses), noise_key)
+    def init_params(key, net, params):
+        return init_inverses(key, net, params, inverse_scale, inverse_dist)
 
-    def compute_targets(net, params, trace, labels, state):
+    def compute_targets(net, params, trace, labels, state, rule_params):
         e = net.loss.error(trace[-1].pre, labels)
         if net.depth == 1:
             return (e,), state
-        targets = difference_targets(net, params, trace, labels, state.inverses, eta_hat)
+        targets = difference_targets(net, params, trace, labels, rule_params, eta_hat)
         # hidden loss ½‖z^l − ŷ^l‖²: δ^l = f'(h^l) ⊙ (z^l − ŷ^l); the output node uses the task loss
         deltas = tuple(net.activation_vjp(l, trace[l].pre, trace[l].out - y) for l, y in enumerate(targets))
         return deltas + (e,), state
 
-    def local_update(net, params, trace, deltas, state):
-        key, step_key = jax.random.split(state.key)
-        grads = inverse_gradients(net, params, trace, state.inverses, step_key, noise)
-        changes, opt_state = optimizer.update(grads, state.opt_state, state.inverses)
-        inverses = optax.apply_updates(state.inverses, changes)
-        return updates_from_deltas(net, params, trace, deltas), DTPState(inverses, opt_state, key)
+    def local_update(net, params, trace, deltas, state, rule_params, key):
+        grads, loss = inverse_gradients(net, params, trace, rule_params, key, noise)  # ε drawn from the step's key
+        return Updates(updates_from_deltas(net, params, trace, deltas), grads, {"reconstruction": loss}), state
 
-    return LearningRule(init, compute_targets, local_update)
+    return LearningRule(stateless_init, compute_targets, local_update, init_params=init_params,
+                        metrics=("reconstruction",), params_lr=inverse_lr_scale)
 
 
 @hookimpl

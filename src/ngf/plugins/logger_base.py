@@ -106,8 +106,11 @@ def flat(record: dict, prefix: str = "") -> dict:
 
 
 def epoch_scalars(record: dict) -> dict[str, float]:
-    """An epoch's numbers: the metrics, and each node's angle to the bp gradient when tracked."""
+    """An epoch's numbers: the metrics, the rule's own (``rule/NAME``), and each node's angle to the bp
+    gradient when tracked."""
     scalars = {k: record[k] for k in EPOCH_METRICS if isinstance(record.get(k), (int, float))}
+    scalars.update({f"rule/{name}": value for name, value in (record.get("rule_metrics") or {}).items()
+                    if isinstance(value, (int, float))})
     for node, angle in enumerate(record.get("alignment_degrees") or (), start=1):
         if angle is not None:  # a node without weights has no angle
             scalars[f"alignment_degrees/node_{node}"] = angle
