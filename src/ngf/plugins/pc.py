@@ -65,7 +65,7 @@ from ngf.core.checks import number
 from ngf.core.errors import NgfError
 from ngf.core.feedback import check_distribution, layer_feedback
 from ngf.core.network import INPUT, sum_of_parents
-from ngf.core.rule import LearningRule
+from ngf.core.rule import LearningRule, Updates
 from ngf.host.hookspecs import hookimpl
 
 FEEDBACK = ("symmetric", "random")
@@ -87,6 +87,7 @@ class PCSignals(NamedTuple):
     deltas: tuple  # δ^l / β per example: −f'(h^l) ⊙ ε^l / β for hidden nodes, softmax(h^L) − onehot(y) on top
     inputs: tuple  # û^l = Σ_{k ∈ P(l)} x̂^k, where each node's update is taken
     errors: tuple  # ε^l = x̂^l − f_l(h^l) for the hidden nodes
+    energy: jax.Array  # F at the relaxed activities, summed over the batch
 
 
 def node_inputs(net, x: jax.Array, acts: tuple) -> tuple:
@@ -136,7 +137,10 @@ def relax(net, params, back, trace, labels, steps: int, rate: float, beta: float
     # traced once, whatever T; XLA compiles short relaxations unrolled (see FULL_UNROLL)
     acts = jax.lax.fori_loop(0, steps, step, start, unroll=steps <= FULL_UNROLL)
     inputs, errors, deltas = signals(acts)
-    return PCSignals(tuple(d / beta for d in deltas), inputs, errors)
+    top = net.pre_activation(net.depth - 1, params[-1], inputs[-1])  # h^L from the relaxed activities
+    # F = Σ_l ½‖ε^l‖² + β L(h^L, y), summed over the batch (``energy``, without recomputing the hidden nodes)
+    free = sum(0.5 * jnp.sum(eps ** 2) for eps in errors) + beta * jnp.sum(net.loss.per_example(top, labels))
+    return PCSignals(tuple(d / beta for d in deltas), inputs, errors, free)
 
 
 def energy(net, params, x: jax.Array, acts: tuple, labels: jax.Array, beta: float = 1.0) -> jax.Array:
@@ -150,6 +154,8 @@ def energy(net, params, x: jax.Array, acts: tuple, labels: jax.Array, beta: floa
 def pc(steps: int = 10, rate: float = 0.05, beta: float = 0.05, feedback: str = "symmetric",
        scale: float = 1.0, dist: str = "normal") -> LearningRule:
     """Predictive coding: relax the hidden activities on the energy F, then learn from the prediction errors.
+
+    Reports ``energy`` per epoch: F at the relaxed activities, per example.
 
     Args:
       steps: T, inference steps x̂ ← x̂ − γ ∂F/∂x̂ on the hidden nodes before the update (≥ 1).
@@ -178,10 +184,11 @@ def pc(steps: int = 10, rate: float = 0.05, beta: float = 0.05, feedback: str = 
     def local_update(net, params, trace, signals, state):
         batch = trace[0].inputs.shape[0]
         # ∂F/∂θ_l / β = vjp_θ a_l(θ_l, û^l)(δ^l / β) at the relaxed input, averaged over the batch
-        return tuple(net.param_vjp(l, params[l], signals.inputs[l], signals.deltas[l] / batch)
-                     for l in range(net.depth)), state
+        updates = tuple(net.param_vjp(l, params[l], signals.inputs[l], signals.deltas[l] / batch)
+                        for l in range(net.depth))
+        return Updates(updates, metrics={"energy": signals.energy / batch}), state
 
-    return LearningRule(init, compute_targets, local_update)
+    return LearningRule(init, compute_targets, local_update, metrics=("energy",))
 
 
 @hookimpl
