@@ -62,7 +62,7 @@ def main() -> None:
     print(json.dumps({"epoch": 0, "angles_BW": rounded(feedback_angles(state.params, state.rule_state.feedback))}))
     for epoch in range(1, args.epochs + 1):
         state, _ = engine.train_epoch(state, x_train, y_train, jax.random.fold_in(data_key, epoch))
-        test = engine.evaluate(state.params, x_test, y_test)
+        test = engine.evaluate(state, x_test, y_test)
         print(json.dumps({"epoch": epoch, "test_accuracy": round(test["accuracy"], 4),
                           "angles_BW": rounded(feedback_angles(state.params, state.rule_state.feedback))}), flush=True)
 

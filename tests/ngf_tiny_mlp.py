@@ -6,6 +6,7 @@ import numpy as np
 from flax import nnx
 
 from ngf.core.network import Network
+from ngf.core.rule import node_updates
 from ngf.models import mlp
 
 
@@ -58,7 +59,7 @@ def run_rule(rule, net, params, x, y, key=3):
         _, trace = net.forward(params, x)
         signals, state = rule.compute_targets(net, params, trace, y, state)
         updates, state = rule.local_update(net, params, trace, signals, state)
-        return signals, updates, state
+        return signals, node_updates(updates), state
 
     return step(params, state)
 

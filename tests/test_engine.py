@@ -37,7 +37,7 @@ def test_scan_and_single_steps_agree(tiny_data):
 
 def test_evaluate_pads_the_last_batch(tiny_data):
     engine, state = engine_for(tiny_data, 1)
-    full = engine.evaluate(state.params, tiny_data.x_test, tiny_data.y_test)
+    full = engine.evaluate(state, tiny_data.x_test, tiny_data.y_test)
     logits = engine.net.logits(state.params, tiny_data.x_test.astype(np.float32) / 255)
     assert abs(full["accuracy"] - float(np.mean(np.argmax(logits, -1) == tiny_data.y_test))) < 1e-6
 

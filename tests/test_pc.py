@@ -10,6 +10,7 @@ from flax import nnx
 from ngf.core.alignment import angle_degrees
 from ngf.core.errors import NgfError
 from ngf.core.network import Network
+from ngf.core.rule import node_updates
 from ngf.host.registry import load_registry
 from ngf.models.graph import Add, GraphBuilder
 from ngf.models.layers import Dense, Sequential
@@ -41,7 +42,7 @@ def update_function(rule, net, x, y, state):
     def run(params):
         _, trace = net.forward(params, x)
         signals, after = rule.compute_targets(net, params, trace, y, state)
-        return rule.local_update(net, params, trace, signals, after)[0]
+        return node_updates(rule.local_update(net, params, trace, signals, after)[0])
 
     return run
 

@@ -13,7 +13,6 @@ GPU, which made the default mlp's epoch 4.4× slower on an H200 (docs/benchmarks
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from typing import Callable, NamedTuple
@@ -213,7 +212,10 @@ class Engine:
         tail = self.n_steps % self.steps_per_call  # the last call's steps, when fewer
         self.tail_call = jax.jit(self._make_call(tail), donate_argnums=0) if tail else None
 
-        self.eval_call = jax.jit(functools.partial(evaluate_batch, net, rule))
+        def eval_batch(state, x, y, w):  # the program's name in JAX's logs: jit(eval_batch)
+            return evaluate_batch(net, rule, state, x, y, w)
+
+        self.eval_call = jax.jit(eval_batch)
 
         def fresh(key, params):  # the first state (``init``); the program's name in JAX's logs: jit(fresh)
             rule_params = init_params(self.rule, jax.random.fold_in(key, PARAMS_KEY), self.net, params)

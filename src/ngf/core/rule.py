@@ -181,6 +181,11 @@ def as_updates(rule: LearningRule, result) -> Updates:
     return updates._replace(metrics=reported)
 
 
+def node_updates(result) -> Params:
+    """The per-node updates of ``local_update``'s first result, an ``Updates`` or the bare per-node tuple."""
+    return result.params if isinstance(result, Updates) else result
+
+
 def metric_vector(rule: LearningRule, metrics: dict) -> jax.Array:
     """The reported scalars as one float32 vector, in the order of ``rule.metrics``."""
     return jnp.stack([jnp.asarray(metrics[name], jnp.float32).reshape(()) for name in rule.metrics]
