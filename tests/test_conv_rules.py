@@ -15,7 +15,7 @@ import pytest
 from flax import nnx
 
 from ngf.data.splits import DataSplits
-from ngf.core.engine import Engine, choose_steps_per_call
+from ngf.core.engine import Engine, choose_steps_per_call, rule_pass
 from ngf.core.network import Network, output_error
 from ngf.host.registry import load_registry
 from ngf.models.cnn import cnn
@@ -62,18 +62,15 @@ def test_every_rule_trains_every_model(rule_name, model_name):
     net, params = Network.from_model(model, SHAPE)
     rule = REGISTRY.get("rule", rule_name).factory()
     data = random_splits()
-    state0 = rule.init(jax.random.key(1), net, params)
     x = jnp.asarray(data.x_train[:BATCH], jnp.float32) / 255.0
-
-    def updates_of(p, s, inputs, y):
-        _, trace = net.forward(p, inputs)
-        signals, s = rule.compute_targets(net, p, trace, y, s)
-        return rule.local_update(net, p, trace, signals, s)[0]
-
-    assert shapes(jax.eval_shape(updates_of, params, state0, x, data.y_train[:BATCH])) == shapes(params)
-
     engine = Engine(net, rule, optax.adam(1e-2), BATCH, N_TRAIN, choose_steps_per_call(model, N_TRAIN // BATCH))
     state = engine.init(jax.random.key(1), params)
+
+    def updates_of(s, inputs, y):  # the engine's forward → compute_targets → local_update
+        return rule_pass(net, rule, s, inputs, y)[0].params
+
+    assert shapes(jax.eval_shape(updates_of, state, x, data.y_train[:BATCH])) == shapes(params)
+
     before = jax.tree.map(np.array, state.params)
     for epoch in range(2):
         state, metrics = engine.train_epoch(state, data.x_train, data.y_train, jax.random.key(epoch))
