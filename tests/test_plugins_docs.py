@@ -1,6 +1,7 @@
 """docs/plugins.md documents every hook, and its worked rule example works."""
 
 import inspect
+import json
 import re
 import types
 
@@ -13,7 +14,7 @@ from flax import nnx
 
 import ngf
 import ngf.core.engine
-from conftest import ROOT
+from conftest import ROOT, make_tiny
 from ngf.host import hookspecs
 from ngf.models import Dense, Sequential
 
@@ -88,6 +89,52 @@ def test_worked_graph_example_trains_like_jax_grad():
     grads = jax.grad(lambda p: jnp.mean(ngf.cross_entropy(net.logits(p, x), labels)))(params)
     for ours, exact in zip(jax.tree.leaves(updates), jax.tree.leaves(grads)):
         np.testing.assert_allclose(ours, exact, rtol=1e-5, atol=1e-6)
+
+
+def test_the_logger_example_leaves_no_folder_behind_a_run_failing_before_its_first_epoch(tmp_path):
+    """The JSON-lines logger opens its file at the first epoch's end: a run that fails before it
+    (its rule's updates refused while the first step compiles) leaves no folder, and the same
+    command runs again."""
+    module = types.ModuleType("my_jsonl_logger")
+    exec(compile(python_block("my_jsonl_logger.py"), "docs/plugins.md", "exec"), module.__dict__)
+    registry = ngf.load_registry(extra_plugins=[module], autoload=False)
+    bp = registry.get("rule", "bp").factory()._replace(name="bp")
+    broken = bp._replace(local_update=lambda net, params, trace, deltas, state: (params[:-1], state))
+    out = tmp_path / "run"
+    options = {"dataset": make_tiny(), "epochs": 1, "batch_size": 32, "model_opts": {"widths": (8,)},
+               "out": str(out), "registry": registry}
+    with pytest.raises(ngf.NgfError, match="rule 'bp': local_update returned"):
+        ngf.run(rule=broken, **options)
+    assert not out.exists()
+    ngf.run(rule=bp, **options)  # the retry is accepted
+    assert (out / "bp-seed0.jsonl").is_file() and module.OPEN == {}
+
+
+def bands(n_train=512, n_test=128, classes=4, seed=0) -> ngf.DataSplits:
+    """8×8 noise images whose class c lights rows 2c and 2c + 1: learnable within an epoch."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, n_train + n_test).astype(np.int32)
+    x = rng.integers(0, 80, (n_train + n_test, 8, 8, 1))
+    for c in range(classes):
+        x[y == c, 2 * c:2 * c + 2] += 175
+    x = x.astype(np.uint8)
+    return ngf.DataSplits(x[:n_train], y[:n_train], x[n_train:], y[n_train:], classes)
+
+
+def test_worked_owned_parameters_example_learns_and_reports_its_metric(tmp_path):
+    """The direct Kolen–Pollack example, a plugin module run by ``ngf.run``: well above chance (1/4),
+    ``b_norm`` in every record, and its B_l learn (their norm moves)."""
+    module = types.ModuleType("my_dkp")
+    exec(compile(python_block("def dkp"), "docs/plugins.md", "exec"), module.__dict__)
+    registry = ngf.load_registry(extra_plugins=[module], autoload=False)
+    summary = ngf.run(rule="dkp-example", dataset=bands(), epochs=2, batch_size=16, lr=1e-2,
+                      model_opts={"widths": (16,)}, registry=registry, out=str(tmp_path / "run"))
+    first, last = summary["history"]
+    assert last["test_accuracy"] > 0.9, summary["history"]
+    assert set(first["rule_metrics"]) == set(last["rule_metrics"]) == {"b_norm"}
+    assert 0 < first["rule_metrics"]["b_norm"] != last["rule_metrics"]["b_norm"]
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["rule_metrics"] for line in lines] == [first["rule_metrics"], last["rule_metrics"]]
 
 
 def test_ci_installs_the_example_plugin():

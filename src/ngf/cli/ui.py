@@ -45,8 +45,8 @@ class RichCallbacks(Callbacks):
             where = (f" (seed {info.get('seed')}, run {stack['index'] + 1} of a stack of {stack['size']})"
                      if self.member else "")
             self.console.print(f"[bold]ngf[/] {info['rule']} on {info['model']} / {info['dataset']}: "
-                               f"{info['steps_per_epoch']} steps per epoch, {info['device']}{where}",
-                               soft_wrap=True)
+                               f"{info['steps_per_epoch']} steps per epoch, {info['device']}{where}"
+                               f"{atomic_text(info)}", soft_wrap=True)
 
     def on_progress(self, done: int, total: int) -> None:
         if self.progress is None:
@@ -69,6 +69,13 @@ class RichCallbacks(Callbacks):
                 f"acc {record['train_accuracy']:.4f}  test loss {record['test_loss']:.4f} "
                 f"acc {record['test_accuracy']:.4f}  {record['seconds']:.1f}s{rule_metrics_text(record)}",
                 soft_wrap=True)
+
+
+def atomic_text(info: dict) -> str:
+    """The start line's note of the nodes trained by backprop inside (``atomic_nodes``), or nothing:
+    ``; atomic, trained by backprop inside: layer 1 (Block)``."""
+    nodes = info.get("atomic_nodes") or []
+    return f"; atomic, trained by backprop inside: {escape(', '.join(nodes))}" if nodes else ""
 
 
 def rule_metrics_text(record: dict) -> str:

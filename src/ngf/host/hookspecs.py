@@ -45,9 +45,11 @@ def ngf_run_start(config, info):
     """Called once a run's data, model and rule are ready, before the first step.
 
     ``config`` is a read-only view of the run's ``RunConfig``; ``info`` holds the names
-    ``rule``, ``model`` and ``dataset``, ``steps_per_epoch``, ``steps_per_call``,
-    ``device``, and ``history``: the records of the epochs a resumed run already holds
-    (empty for a fresh run).
+    ``rule``, ``model`` and ``dataset``, the run's ``seed``, ``steps_per_epoch``,
+    ``steps_per_call``, ``device``, ``atomic_nodes`` (the nodes trained by backprop inside,
+    ``"layer 1 (Block)"``; empty when none), ``stack`` (``{"size": K, "index": i}``, only
+    for a run trained in a stack) and ``history``: the records of the epochs a resumed run
+    already holds (empty for a fresh run).
     """
 
 
@@ -55,12 +57,12 @@ def ngf_run_start(config, info):
 def ngf_epoch_end(config, epoch, record):
     """Called after each epoch with its number (from 1) and its metrics.
 
-    ``record`` is the line ``metrics.jsonl`` gets: ``epoch``, ``seed``, ``train_loss``,
+    ``record`` is the line ``metrics.jsonl`` gets: ``epoch``, ``train_loss``,
     ``train_accuracy``, ``test_loss``, ``test_accuracy``, ``seconds``; ``val_loss`` and
     ``val_accuracy`` with ``--val-split``; ``alignment_degrees`` (each node's angle to the
-    backprop gradient, None for a node without weights) with ``--track-alignment``; and
-    ``rule_metrics`` (``{name: epoch mean}``) for a rule that reports its own scalars
-    (``LearningRule.metrics``).
+    backprop gradient, None for a node without weights or with a zero update) with
+    ``--track-alignment``; and ``rule_metrics`` (``{name: epoch mean}``) for a rule that
+    reports its own scalars (``LearningRule.metrics``).
     """
 
 

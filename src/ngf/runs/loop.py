@@ -116,19 +116,20 @@ def train(config: RunConfig, run: Resolved, place: RunFolder, callbacks: WithHoo
     """
     clock, out = Clock(), place.out if place.writer else None  # in a multi-process run process 0 writes
     history: list = []
+    atomic_nodes = run.atomic_nodes  # trained by backprop inside: named on the start line and in the summary
     try:
         setup, state, history = _start(config, run, place, clock)
         callbacks.on_start({**run.names, "seed": config.seed, "steps_per_epoch": setup.engine.n_steps,
                             "steps_per_call": setup.engine.steps_per_call,
                             "device": f"{setup.n_devices} × {jax.devices()[0].device_kind}",
-                            "history": list(history)})
+                            "atomic_nodes": list(atomic_nodes), "history": list(history)})
         progress = callbacks.on_progress if callbacks.wants_progress else None
         clock.compile = _compile(setup, state)  # after on_start: a hook may stop the run before any compiling
         for epoch in range(len(history) + 1, config.run_epochs + 1):
             state, record = _epoch(setup, state, epoch, progress)
             problem = setup.guard.problem(record, (state.params, state.rule_params))  # one device check per epoch
             if problem is not None:
-                _diverged(config, run.names, history, clock, place, record, problem, callbacks)
+                _diverged(config, run.names, history, clock, place, record, problem, callbacks, atomic_nodes)
             if setup.track is not None:  # outside the timed epoch: one jitted call on the first training batch
                 record["alignment_degrees"] = setup.track(state)
             place.claim()  # an --overwrite run's old files go now, as its first checkpoint comes
@@ -137,23 +138,24 @@ def train(config: RunConfig, run: Resolved, place: RunFolder, callbacks: WithHoo
             files.write_metrics(out, history)
             callbacks.on_epoch(record)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM through the CLI's handler
-        _interrupted(config, run.names, history, clock, place, exc)
+        _interrupted(config, run.names, history, clock, place, exc, atomic_nodes)
         raise
     place.claim()
-    summary = summarise(config, run.names, history, clock, "completed")
+    summary = summarise(config, run.names, history, clock, "completed", atomic_nodes=atomic_nodes)
     files.write_summary(out, summary)
     callbacks.on_end(summary)
     return summary
 
 
-def _interrupted(config, names, history, clock: Clock, place: RunFolder, exc: KeyboardInterrupt) -> None:
+def _interrupted(config, names, history, clock: Clock, place: RunFolder, exc: KeyboardInterrupt,
+                 atomic_nodes: list) -> None:
     """Write the summary of an interrupted run and attach it to ``exc``.
 
     An ``--overwrite`` run stopped before its first epoch writes nothing: the old run stays whole.
     """
     if not history and config.resume:  # stopped before the checkpoint was read
         history = checkpoint.stored_history(place.out)
-    summary = summarise(config, names, history, clock, "interrupted")
+    summary = summarise(config, names, history, clock, "interrupted", atomic_nodes=atomic_nodes)
     if history or config.resume or place.claimed:
         place.claim()
         files.write_metrics(place.writes, history)
@@ -161,11 +163,12 @@ def _interrupted(config, names, history, clock: Clock, place: RunFolder, exc: Ke
     exc.summary = summary
 
 
-def _diverged(config, names, history, clock: Clock, place: RunFolder, record, problem: str, callbacks) -> None:
+def _diverged(config, names, history, clock: Clock, place: RunFolder, record, problem: str, callbacks,
+              atomic_nodes: list) -> None:
     """Write the summary of a run that diverged in ``record``'s epoch and raise ``Diverged``."""
     epoch, out = record["epoch"], place.writes
     place.claim()
-    summary = summarise(config, names, history, clock, "diverged", last=record,
+    summary = summarise(config, names, history, clock, "diverged", last=record, atomic_nodes=atomic_nodes,
                         diverged_epoch=epoch, diverged_because=problem, diverged_record=record)
     files.write_summary(out, summary)
     callbacks.on_end(summary)

@@ -21,7 +21,7 @@ from flax import nnx
 from ngf.core.errors import NgfError
 from ngf.core.init import once_options, parse_init, seed_key
 from ngf.core.losses import loss_named
-from ngf.core.network import Network
+from ngf.core.network import Network, atomic_layers
 from ngf.core.rule import LearningRule
 from ngf.data.forms import form_loader
 from ngf.data.splits import DataSplits, check_splits
@@ -42,6 +42,12 @@ class Resolved(NamedTuple):
     params: tuple
     names: dict  # {"rule": ..., "model": ..., "dataset": ...}
     val: tuple = ()  # (x_val, y_val): the training examples --val-split holds out, if any
+
+    @property
+    def atomic_nodes(self) -> list[str]:
+        """``"layer 1 (Block)"`` for each node declared atomic (trained by backprop inside), as the
+        summary's ``atomic_nodes`` and the start line name them (``ngf.core.network.atomic_layers``)."""
+        return atomic_layers(self.model)
 
 
 def resolve(config: RunConfig, registry: Registry, labels: dict | None = None) -> Resolved:

@@ -52,6 +52,7 @@ class Member:
     names: dict
     params: tuple  # the model's parameters as its lone run resolves them (before --init)
     stack: dict  # {"size": K, "index": i}: recorded in its summary and on_start's info
+    atomic_nodes: list  # the nodes trained by backprop inside (Resolved.atomic_nodes): its summary, on_start's info
     clock: Clock = dataclasses.field(default_factory=Clock)
     history: list = dataclasses.field(default_factory=list)
     guard: DivergenceCheck | None = None
@@ -81,7 +82,7 @@ def open_member(config: RunConfig, registry, callbacks, stack: dict) -> tuple[Me
     except BaseException:
         place.close(failed=True)  # nothing of this member's is claimed yet: remove what it made
         raise
-    return Member(config, place, hooks, run.names, run.params, stack), run
+    return Member(config, place, hooks, run.names, run.params, stack, run.atomic_nodes), run
 
 
 def run_stack(configs: list[RunConfig], registry, callbacks: list) -> list[Member]:
@@ -155,7 +156,8 @@ def train_stack(members: list[Member], run: Resolved) -> None:
     for member in members:
         member.callbacks.on_start({**member.names, "seed": member.config.seed, "steps_per_epoch": engine.n_steps,
                                    "steps_per_call": engine.steps_per_call, "device": device,
-                                   "stack": dict(member.stack), "history": list(member.history)})
+                                   "stack": dict(member.stack), "atomic_nodes": list(member.atomic_nodes),
+                                   "history": list(member.history)})
     active = list(members)
     for epoch in range(len(members[0].history) + 1, members[0].config.run_epochs + 1):
         lead = active[0].callbacks  # one progress bar for the stack: its first member's
@@ -170,7 +172,7 @@ def train_stack(members: list[Member], run: Resolved) -> None:
     for member in active:
         member.place.claim()
         member.summary = summarise(member.config, member.names, member.history, member.clock, "completed",
-                                   stack=member.stack)
+                                   atomic_nodes=member.atomic_nodes, stack=member.stack)
         files.write_summary(member.place.writes, member.summary)
         member.callbacks.on_end(member.summary)
 
@@ -212,7 +214,8 @@ def _diverged(member: Member, record: dict, problem: str) -> None:
     config, out, epoch = member.config, member.place.writes, record["epoch"]
     member.place.claim()
     summary = summarise(config, member.names, member.history, member.clock, "diverged", last=record,
-                        diverged_epoch=epoch, diverged_because=problem, diverged_record=record, stack=member.stack)
+                        atomic_nodes=member.atomic_nodes, diverged_epoch=epoch, diverged_because=problem,
+                        diverged_record=record, stack=member.stack)
     files.write_summary(out, summary)
     member.summary = atomic.finite_or_none(summary)  # what ngf.Diverged carries
     kept = (f"; kept the checkpoint of epoch {len(member.history)} in {out}" if out is not None and member.history
@@ -231,7 +234,7 @@ def _interrupted(members: list[Member], exc: KeyboardInterrupt) -> None:
         if not history and member.config.resume:  # stopped before the checkpoint was read
             history = checkpoint.stored_history(member.place.out)
         member.summary = summarise(member.config, member.names, history, member.clock, "interrupted",
-                                   stack=member.stack)
+                                   atomic_nodes=member.atomic_nodes, stack=member.stack)
         if history or member.config.resume or member.place.claimed:  # an --overwrite run not yet begun: left whole
             member.place.claim()
             files.write_metrics(member.place.writes, history)

@@ -43,23 +43,24 @@ class Clock:
 
 
 def summarise(config: RunConfig, names: dict, history: list, clock: Clock, status: str,
-              last: dict | None = None, **extra) -> dict:
+              last: dict | None = None, atomic_nodes: list = (), **extra) -> dict:
     """The summary of a run that ``status`` (completed, interrupted, diverged) after ``history``.
 
     ``clock`` times the run: ``wall_seconds`` is its total over every process of a resumed
     run, ``wall_seconds_last`` this process's part, ``compile_seconds`` what this process
     spent compiling the epoch's programs before its first epoch (each of ``epoch_seconds``
     is an epoch's training without it). ``last`` is the record whose metrics
-    the summary reports (by default the last of ``history``); ``extra`` adds keys before
-    the times.
+    the summary reports (by default the last of ``history``); ``atomic_nodes`` names the
+    nodes trained by backprop inside (``Resolved.atomic_nodes``); ``extra`` adds keys
+    before the times.
     """
     last = last if last is not None else (history[-1] if history else {})
     this_part = clock.last()
     scale = {} if config.epochs_scale == 1 else {"epochs_scale": config.epochs_scale,
                                                   "epochs_unscaled": config.epochs}
     return {**names, "status": status, "epochs": config.run_epochs, **scale, "epochs_completed": len(history),
-            "seed": config.seed, **{k: last[k] for k in SUMMARY_METRICS if k in last}, **best_epoch(history),
-            **extra,
+            "seed": config.seed, "atomic_nodes": list(atomic_nodes),
+            **{k: last[k] for k in SUMMARY_METRICS if k in last}, **best_epoch(history), **extra,
             **({} if clock.compile is None else {"compile_seconds": clock.compile}),
             "epoch_seconds": [r["seconds"] for r in history],
             "wall_seconds": clock.earlier + this_part, "wall_seconds_last": this_part,
