@@ -18,7 +18,7 @@ _HOMES = {  # public name -> the module that defines it
     "INPUT": "ngf.core.network", "LayerTrace": "ngf.core.network", "Network": "ngf.core.network",
     "cross_entropy": "ngf.core.network", "output_error": "ngf.core.network",
     "updates_from_deltas": "ngf.core.network",
-    "LearningRule": "ngf.core.rule", "stateless_init": "ngf.core.rule",
+    "LearningRule": "ngf.core.rule", "Updates": "ngf.core.rule", "stateless_init": "ngf.core.rule",
     "IdxDataset": "ngf.data.sources", "DataSplits": "ngf.data.splits",
     "hookimpl": "ngf.host.hookspecs", "load_registry": "ngf.host.registry",
     "run": "ngf.runs.api", "Callbacks": "ngf.runs.callbacks",
@@ -27,9 +27,9 @@ _HOMES = {  # public name -> the module that defines it
 
 __all__ = [  # every name of _HOMES, and the version
     "Callbacks", "DataSplits", "Diverged", "INPUT", "IdxDataset", "LayerTrace", "LearningRule", "Network",
-    "NgfError", "OPTIMIZERS", "RunConfig", "Terminated", "__version__", "check_distribution", "cross_entropy",
-    "glorot_std", "hookimpl", "load_registry", "output_error", "propagate_errors", "random_like", "run",
-    "stateless_init", "updates_from_deltas", "walk_down",
+    "NgfError", "OPTIMIZERS", "RunConfig", "Terminated", "Updates", "__version__", "check_distribution",
+    "cross_entropy", "glorot_std", "hookimpl", "load_registry", "output_error", "propagate_errors", "random_like",
+    "run", "stateless_init", "updates_from_deltas", "walk_down",
 ]
 
 

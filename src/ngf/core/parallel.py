@@ -53,13 +53,30 @@ class DataParallel:
             raise NgfError(f"batch-size {batch_size} does not split evenly across {self.size} devices")
 
     def replicate(self, tree):
-        """Place every array of ``tree`` whole on every device."""
+        """Place every array of ``tree`` whole on every device.
+
+        Across processes each host hands its full copy over as a NumPy array; a typed PRNG key
+        (the engine's step key, a rule's own) has no NumPy form, so it travels as its raw key
+        data and is wrapped again.
+        """
         sharding = NamedSharding(self.mesh, PartitionSpec())
-        if jax.process_count() > 1:  # each host holds the same full copy
-            return jax.tree.map(lambda a: jax.make_array_from_process_local_data(sharding, np.asarray(a)), tree)
-        return jax.device_put(tree, sharding)
+        if jax.process_count() == 1:
+            return jax.device_put(tree, sharding)
+
+        def place(a):  # each host holds the same full copy
+            if not is_key(a):
+                return jax.make_array_from_process_local_data(sharding, np.asarray(a))
+            data = jax.make_array_from_process_local_data(sharding, np.asarray(jax.random.key_data(a)))
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(a))
+
+        return jax.tree.map(place, tree)
 
     def split_batch(self, x: jax.Array) -> jax.Array:
         """Inside a jitted step: shard ``x`` along its batch axis."""
         spec = PartitionSpec(AXIS, *([None] * (x.ndim - 1)))
         return jax.lax.with_sharding_constraint(x, NamedSharding(self.mesh, spec))
+
+
+def is_key(leaf) -> bool:
+    """Whether ``leaf`` is a typed PRNG key array (``jax.random.key``)."""
+    return isinstance(leaf, jax.Array) and jax.numpy.issubdtype(leaf.dtype, jax.dtypes.prng_key)
