@@ -1,10 +1,14 @@
 """The graph of nodes (issue 13): locality on every built-in model, and the rules' walks on a graph.
 
-Locality: a node's update reads no other node's forward weights.
-With the forward trace fixed, each node's forward parameters in turn are changed; every
-other node's update, recomputed by the rule from the same trace, must not move. Rules
-that read forward weights by definition are left out, each for its named reason.
+Locality: a node's update reads no other node's forward weights, checked for every local
+rule on every built-in model by ngf.testing.check_locality, the check plugin authors run
+(two proofs: changing each node's forward weights with the trace fixed moves no other
+node's update, and no node map is differentiated w.r.t. its input with another node's
+forward weights). Rules that read forward weights by definition are left out, each for
+its named reason; the others are checked as CHECKED_AS says, each for its named reason.
 """
+
+import re
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +16,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+import ngf.testing
 from ngf.core.errors import NgfError
 from ngf.core.alignment import alignment_angles
 from ngf.core.engine import TrainState
@@ -30,15 +35,16 @@ NOT_LOCAL = {
     "local-search": "evaluates the whole network's loss; no per-node signal",
     "pc": "feedback=symmetric, the paper's form, relaxes through the consumers' forward weights",
 }
-#: local rules whose signals run node maps forward again, so that with the trace fixed node k's weights
-#: still reach other nodes' updates, in the forward direction only
-AD_TRACERS = {"JVPTracer", "LinearizeTracer"}  # the tracers of jax.jvp / jax.vjp / jax.linearize
-SECOND_PASS = {"pepita": "its second forward pass reaches the nodes above k"}
-RELAXES = {"pc": "node c's prediction error, made with its own θ_c, reaches its parents through B_c"}
+#: local rules checked with check_locality's exemptions, each for its reason
+CHECKED_AS = {
+    "dtp": ({"exempt": (-1,)}, "its top hidden target steps down the gradient through the output node's "
+                                "weights (Lee et al.)"),
+    "pepita": ({"forward_reads": "above"}, "its second forward pass reaches the nodes above k"),
+    "pc": ({"forward_reads": "any"}, "node c's prediction error, made with its own θ_c, reaches its parents "
+                                     "through B_c: the fixed-trace test cannot tell that from weight transport"),
+}
 LOCAL_CASES = [(r, {}) for r in sorted(set(REGISTRY.rules) - set(NOT_LOCAL))] + [("pc", {"feedback": "random"})]
 LOCAL_IDS = [r + "".join(f"-{k}={v}" for k, v in o.items()) for r, o in LOCAL_CASES]
-#: the fixed-trace test cannot tell a relaxation's forward predictions from weight transport; the watch below can
-FIXED_TRACE_CASES = [(r, o) for r, o in LOCAL_CASES if r not in RELAXES]
 SHAPE = (8, 8, 1)
 MODELS = {  # every built-in model, small
     "mlp": {"widths": (6, 5)},
@@ -65,115 +71,36 @@ def update_function(rule, net, trace, y, state):
     return jax.jit(updates)
 
 
-def changed(params, k: int) -> tuple:
-    """θ with node k's parameters shifted at random (3·θ + 0.1 + noise)."""
-    noise = lambda a: 3 * a + 0.1 + jax.random.normal(jax.random.key(k), a.shape)
-    return tuple(jax.tree.map(noise, p) if l == k else p for l, p in enumerate(params))
-
-
 def weight_nodes(params) -> list[int]:
     return [l for l, theta in enumerate(params) if jax.tree.leaves(theta)]
 
 
-def exempt(rule_name: str, net, k: int) -> bool:
-    """dtp's top hidden target steps down the gradient through the output node's weights (Lee et al.)."""
-    return rule_name == "dtp" and k == net.depth - 1
-
-
-def mover(rule, net, params):
-    """k → the nodes other than k whose update moves when node k's forward weights change.
-
-    One compiled update function and one reference update for all k.
-    """
-    x, y = batch()
-    _, trace = net.forward(params, x)
-    state = rule.init(jax.random.key(0), net, params)
-    updates = update_function(rule, net, trace, y, state)
-    before = updates(params)
-
-    def moved_nodes(k: int) -> list[int]:
-        after = updates(changed(params, k))
-        return [l for l in range(net.depth) if l != k and not all(
-            np.array_equal(a, b) for a, b in zip(jax.tree.leaves(before[l]), jax.tree.leaves(after[l])))]
-
-    return moved_nodes
-
-
-@pytest.mark.parametrize("model_name", sorted(MODELS))
-@pytest.mark.parametrize("rule_name, opts", FIXED_TRACE_CASES)
-def test_no_node_reads_another_nodes_forward_weights(rule_name, opts, model_name):
-    net, params = build(model_name, **MODELS[model_name])
-    rule = REGISTRY.get("rule", rule_name).factory(**opts)
-    moved_nodes = mover(rule, net, params)
-    for k in weight_nodes(params):
-        if exempt(rule_name, net, k):
-            continue
-        moved = moved_nodes(k)
-        if rule_name in SECOND_PASS:  # forward only: node k's weights reach the nodes above it, never below
-            assert all(l > k for l in moved), f"{rule_name}: changing node {k} moved nodes {moved}"
-        else:
-            assert moved == [], f"{rule_name}: changing node {k} moved them"
-
-
-def transposed_forward_weights(rule, net, params) -> set:
-    """The weight nodes whose FORWARD parameters the rule differentiates a map through w.r.t. its input
-    (a J^T or J taken with θ_c: weight transport), found by watching every node map the rule evaluates.
-
-    The rule is traced, not run (``jax.eval_shape``), with the parameters, trace and state as
-    concrete constants: a map evaluated with node c's own, untouched θ_c at an input that
-    automatic differentiation is tracing is a derivative w.r.t. that input taken with θ_c.
-    Forward evaluations (a second pass, a relaxation's predictions) and the parameter
-    derivatives of the updates (traced θ) are not.
-    """
-    found, real = set(), Network.pre_activation
-
-    def watched(self, l, theta, z):
-        leaves, own = jax.tree.leaves(theta), jax.tree.leaves(params[l])
-        if own and type(z).__name__ in AD_TRACERS and len(leaves) == len(own) and all(
-                not isinstance(t, jax.core.Tracer) and np.array_equal(t, o) for t, o in zip(leaves, own)):
-            found.add(l)
-        return real(self, l, theta, z)
-
-    x, y = batch()
-    _, trace = net.forward(params, x)
-    state = rule.init(jax.random.key(0), net, params)
-
-    def signals_and_updates():
-        signals, after = rule.compute_targets(net, params, trace, y, state)
-        return rule.local_update(net, params, trace, signals, after)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Network, "pre_activation", watched)
-        jax.eval_shape(signals_and_updates)
-    return found
-
-
 @pytest.mark.parametrize("model_name", sorted(MODELS))
 @pytest.mark.parametrize("rule_name, opts", LOCAL_CASES, ids=LOCAL_IDS)
-def test_no_signal_travels_through_forward_weights(rule_name, opts, model_name):
-    """The complement of the test above, which also covers rules that run maps forward again."""
-    net, params = build(model_name, **MODELS[model_name])
+def test_no_node_reads_another_nodes_forward_weights(rule_name, opts, model_name):
     rule = REGISTRY.get("rule", rule_name).factory(**opts)
-    read = {k for k in transposed_forward_weights(rule, net, params) if not exempt(rule_name, net, k)}
-    assert read == set(), f"{rule_name} takes J^T through the forward weights of nodes {sorted(read)}"
+    how = CHECKED_AS.get(rule_name, ({}, ""))[0]
+    ngf.testing.check_locality(rule, model_name, name=rule_name, rank_promotion="raise", **how)
 
 
-@pytest.mark.parametrize("rule_name, opts", [("bp", {}), ("pc", {})])
-def test_the_watch_sees_weight_transport(rule_name, opts):
-    """bp and pc's symmetric form do carry signals through forward weights: the watch must say so."""
-    net, params = build("resnet", **MODELS["resnet"])
-    rule = REGISTRY.get("rule", rule_name).factory(**opts)
-    assert transposed_forward_weights(rule, net, params) == set(weight_nodes(params)[1:])
+@pytest.mark.parametrize("rule_name", ["bp", "pc"])
+def test_the_watch_sees_weight_transport(rule_name):
+    """bp and pc's symmetric form do carry signals through forward weights: the watch alone must say so."""
+    _, params = ngf.testing.tiny_network("resnet")
+    rule = REGISTRY.get("rule", rule_name).factory()
+    nodes = weight_nodes(params)[1:]
+    with pytest.raises(AssertionError, match=rf"^rule '{rule_name}' fails the locality check: it takes J\^T "
+                                             rf"through the forward weights of nodes {re.escape(str(nodes))}"):
+        ngf.testing.check_locality(rule, "resnet", name=rule_name, forward_reads="any")
 
 
 @pytest.mark.parametrize("model_name", sorted(MODELS))
 def test_the_same_changes_move_backprop(model_name):
-    """The check has teeth: under bp, changing any node above the first moves the nodes below it."""
-    net, params = build(model_name, **MODELS[model_name])
+    """The check has teeth: under bp, changing a node above the first moves the nodes below it."""
     bp = REGISTRY.get("rule", "bp").factory()
-    moved_nodes = mover(bp, net, params)
-    for k in weight_nodes(params)[1:]:
-        assert moved_nodes(k), f"bp ignored node {k}"
+    with pytest.raises(AssertionError, match=r"^rule 'bp' fails the locality check: changing node \d+'s forward "
+                                             r"weights moved the updates of nodes \[0"):
+        ngf.testing.check_locality(bp, model_name, name="bp")
 
 
 class AtomicBlock(nnx.Module):
@@ -349,12 +276,12 @@ def test_dtp_corrections_add_and_the_skip_inverts_by_the_identity():
     net, params = tiny_graph()
     x, y = jax.random.normal(jax.random.key(0), (5, 4)), jnp.arange(5) % 2
     _, trace = net.forward(params, x)
-    state = dtp().init(jax.random.key(0), net, params)
-    assert [inv is None for inv in state.inverses] == [True, False, True, True]  # only d1 learns one
-    targets = difference_targets(net, params, trace, y, state.inverses, 0.1)
+    inverses = dtp().init_params(jax.random.key(0), net, params)  # the rule's trainable parameters
+    assert [inv is None for inv in inverses] == [True, False, True, True]  # only d1 learns one
+    targets = difference_targets(net, params, trace, y, inverses, 0.1)
     e = np.asarray(jax.nn.softmax(trace[3].pre) - jax.nn.one_hot(y, 2))
     top = np.asarray(trace[2].out) - 0.1 * e @ kernel(params[3]).T
-    g1 = lambda v: np.asarray(inverse(net, 1, state.inverses[1], trace, v))
+    g1 = lambda v: np.asarray(inverse(net, 1, inverses[1], trace, v))
     y1 = np.asarray(trace[1].out) + top - np.asarray(trace[2].out)
     below = np.asarray(trace[0].out) + g1(jnp.asarray(y1)) - g1(trace[1].out) + (top - np.asarray(trace[2].out))
     np.testing.assert_allclose(targets[2], top, rtol=1e-5, atol=1e-6)

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+import ngf.testing
 from ngf import run
 from ngf.cli import main
 from ngf.experiments.plan import plan
@@ -18,6 +19,10 @@ from ngf_nan_seed import poisoned
 TINY_MLP = {"widths": (8,)}
 TINY_CNN = {"channels": (2,), "widths": (8,)}
 METRICS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy")
+#: a rule of each kind of state for the kit's stack check (fa and bp run stacked through the runner below)
+STACK_KINDS = {"brsf": "a key split in its state", "dtp": "trainable parameters, a metric, the step key",
+               "kp": "apply_changes", "local-search": "applies_directly", "pc": "a relaxation and a metric",
+               "pepita": "a second forward pass"}
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +93,13 @@ def test_a_stack_trains_each_seed_as_its_run_alone_would(tmp_path, registry, rul
     if rule == "fa":  # --stack 1 is ngf.run's run, bit for bit
         assert [{k: r[k] for k in METRICS} for r in alone[0]["history"]] == [
             {k: r[k] for k in METRICS} for r in _lone(alone_runs[0], registry)]
+
+
+@pytest.mark.parametrize("rule_name", sorted(STACK_KINDS))
+def test_each_kind_of_rule_stacks_as_it_runs_alone(registry, rule_name):
+    """ngf.testing's check on the engines: two seeds as one stack give each seed's lone run, within 1e-4."""
+    rule = registry.get("rule", rule_name).factory()
+    ngf.testing.check_stack_matches_lone(rule, "mlp", name=rule_name, rank_promotion="raise", tolerance=1e-4)
 
 
 def test_a_diverging_member_stops_alone_and_the_others_complete(tmp_path, registry, capsys):
