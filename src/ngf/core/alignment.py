@@ -16,7 +16,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from ngf.core.engine import TrainState, prepare_inputs, rule_pass
+from ngf.core.step import TrainState, prepare_inputs, rule_pass
 from ngf.core.network import Network, Params
 from ngf.core.rule import LearningRule, RuleState, predict
 

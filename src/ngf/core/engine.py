@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -23,127 +23,15 @@ import optax
 from flax import nnx
 
 from ngf.core.init import once_options
-from ngf.core.losses import CE, Loss
 from ngf.core.network import Network
 from ngf.core.parallel import DataParallel
-from ngf.core.rule import (LearningRule, apply_changes, as_updates, call, checked_pair, checked_rule_updates,
-                           checked_updates, init_params, metric_vector, predict)
+from ngf.core.rule import LearningRule, init_params
+from ngf.core.step import (  # noqa: F401 (the step's pieces, where callers have always found them)
+    PARAMS_KEY, STEPS_KEY, TrainState, batch_metrics, epoch_metrics, evaluate_batch, make_train_step, n_sums,
+    prepare_inputs, rule_pass, step_extras)
 
 PROGRESS_CALLS = 20  # calls per epoch when several steps share a call
 EVAL_BATCH = 1000
-
-
-class TrainState(NamedTuple):
-    """Everything that changes during training."""
-
-    params: tuple
-    opt_state: object
-    rule_state: object
-    rule_params: object = ()  # the rule's trainable parameters (``LearningRule.init_params``)
-    rule_opt_state: object = ()  # the run's optimiser's state for them
-    key: object = None  # the run's rule key: step n's key is fold_in(key, n)
-    step: object = None  # steps taken, an int32 scalar
-
-
-#: what ``fold_in`` adds to the rule's key for its parameters' key and for the step keys' base
-PARAMS_KEY, STEPS_KEY = 1, 2
-
-
-def prepare_inputs(x: jax.Array) -> jax.Array:
-    """Images → float32 in [0, 1]: uint8 pixels divided by 255, floats (already in [0, 1]) as they are.
-
-    ``check_splits`` refuses other images (docs/plugins.md, A dataset); the dtype is static under jit.
-    """
-    if jnp.issubdtype(x.dtype, jnp.floating):
-        return x.astype(jnp.float32)
-    return x.astype(jnp.float32) / 255.0
-
-
-def batch_metrics(logits: jax.Array, labels: jax.Array, weights=None, loss: Loss = CE) -> jax.Array:
-    """[sum of the loss (the network's), number correct (argmax), number of examples] over a batch.
-
-    ``logits`` are whatever scores the run evaluates (the rule's ``predict``, else h^L)."""
-    weights = jnp.ones(labels.shape, jnp.float32) if weights is None else weights
-    correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
-    return jnp.stack([jnp.sum(loss.per_example(logits, labels) * weights), jnp.sum(correct * weights),
-                      jnp.sum(weights)])
-
-
-def step_extras(state: TrainState, x: jax.Array) -> dict:
-    """The keywords a rule's function may name (``ngf.core.rule.EXTRAS``): makers, called only if named."""
-    return {"rule_params": state.rule_params, "key": lambda: jax.random.fold_in(state.key, state.step),
-            "step": state.step, "x": x}
-
-
-def rule_pass(net: Network, rule: LearningRule, state: TrainState, x: jax.Array, y: jax.Array):
-    """forward (unless the rule runs its own passes) → compute_targets → local_update, on inputs x in [0, 1].
-
-    Returns ``(updates, rule_state, logits)``: the rule's ``Updates`` (checked against the
-    parameters' shapes while tracing, so at no cost per step), its advanced state, and the
-    forward pass's logits (None when the rule ran its own passes).
-    """
-    extras = step_extras(state, x)
-    logits, trace = net.forward(state.params, x) if rule.uses_trace else (None, None)
-    signals, rule_state = checked_pair(rule, "compute_targets", call(
-        rule.compute_targets, net, state.params, trace, y, state.rule_state, extras=extras), "signals")
-    result, rule_state = checked_pair(rule, "local_update", call(
-        rule.local_update, net, state.params, trace, signals, rule_state, extras=extras), "updates")
-    updates = as_updates(rule, result)
-    updates = updates._replace(params=checked_updates(rule, state.params, updates.params),
-                               rule_params=checked_rule_updates(rule, state.rule_params, updates.rule_params))
-    return updates, rule_state, logits
-
-
-def make_train_step(net: Network, rule: LearningRule, optimizer: optax.GradientTransformation,
-                    rule_optimizer: optax.GradientTransformation | None = None):
-    """One training step: forward → compute_targets → local_update → optimiser.
-
-    The rule's trainable parameters take the run's optimiser too (``rule_optimizer``: the
-    same optimiser built with the rule's lr scale and decay choice), with a state of their own.
-    """
-    rule_optimizer = rule_optimizer or optimizer
-
-    def step(state: TrainState, x: jax.Array, y: jax.Array):
-        x = prepare_inputs(x)
-        updates, rule_state, logits = rule_pass(net, rule, state, x, y)
-        if rule.applies_directly:
-            changes, opt_state = updates.params, state.opt_state
-        else:
-            changes, opt_state = optimizer.update(updates.params, state.opt_state, state.params)
-        # θ ← θ + ΔW, or the rule's own use of the change actually applied (kp's B receives it too)
-        params, rule_state = apply_changes(rule, net, state.params, changes, rule_state, step_extras(state, x))
-        rule_params, rule_opt_state = state.rule_params, state.rule_opt_state
-        if rule.init_params is not None:  # φ ← φ + Δφ, Δφ the run's optimiser's change for the rule's update
-            rule_changes, rule_opt_state = rule_optimizer.update(updates.rule_params, rule_opt_state, rule_params)
-            rule_params = optax.apply_updates(rule_params, rule_changes)
-        if logits is None:  # the rule ran its own passes: its logits, or its prediction (one more pass)
-            logits = updates.logits if updates.logits is not None else predict(
-                rule, net, state.params, x, state.rule_state, state.rule_params)
-        sums = jnp.concatenate([batch_metrics(logits, y, loss=net.loss), metric_vector(rule, updates.metrics)])
-        return TrainState(params, opt_state, rule_state, rule_params, rule_opt_state, state.key, state.step + 1), sums
-
-    return step
-
-
-def epoch_metrics(rule: LearningRule, sums, n_steps: int) -> dict:
-    """An epoch's ``train_loss`` and ``train_accuracy`` and, as ``rule_metrics``, the rule's scalars
-    averaged over its steps, from the summed [loss, correct, count, metrics...]."""
-    loss, correct, count, *reported = (float(v) for v in sums)
-    record = {"train_loss": loss / count, "train_accuracy": correct / count}
-    if rule.metrics:
-        record["rule_metrics"] = {name: value / n_steps for name, value in zip(rule.metrics, reported)}
-    return record
-
-
-def n_sums(rule: LearningRule) -> int:
-    """The length of a training call's running sums: loss, correct, count and each metric of the rule."""
-    return 3 + len(rule.metrics)
-
-
-def evaluate_batch(net: Network, rule: LearningRule, state: TrainState, x, y, w) -> jax.Array:
-    """``batch_metrics`` of the rule's scores (``predict``, else h^L) on one padded batch of raw inputs."""
-    scores = predict(rule, net, state.params, prepare_inputs(x), state.rule_state, state.rule_params)
-    return batch_metrics(scores, y, w, net.loss)
 
 
 def uses_convolution(model: nnx.Module) -> bool:

@@ -24,7 +24,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ngf.core.engine import EVAL_BATCH, Engine, epoch_metrics, evaluate_batch, n_sums, padded_batches, run_calls
+from ngf.core.engine import EVAL_BATCH, Engine, padded_batches, run_calls
+from ngf.core.step import epoch_metrics, evaluate_batch, n_sums
 
 TRAIN_AXES = (0, 0, None, None, 0, None)  # state, sums, data_x, data_y, perm, start: data and start shared
 

@@ -18,12 +18,13 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from ngf.core.engine import Engine, prepare_inputs, rule_pass
+from ngf.core.engine import Engine
+from ngf.core.step import prepare_inputs, rule_pass
 from ngf.core.init import initialise, seed_key
 from ngf.core.losses import loss_named
 from ngf.core.network import Network
 from ngf.runs import checkpoint
-from ngf.runs.config import RunConfig, make_optimizer, make_rule_optimizer
+from ngf.runs.config import RunConfig, make_optimizers
 from ngf.runs.configfile import CONFIG_FILE, read
 from ngf.runs.protocol import prepare_data
 from ngf.runs.resolve import resolve_data, resolve_model, resolve_rule
@@ -60,8 +61,8 @@ def run_norms(folder: Path, registry, batch: int = 512) -> dict:
     params = initialise(params, config.init, config.seed)
     n_train = len(data.x_train)
     steps = n_train // config.batch_size
-    engine = Engine(net, rule, make_optimizer(config, steps), config.batch_size, n_train, 1,
-                    rule_optimizer=make_rule_optimizer(config, steps, rule))
+    optimizer, rule_optimizer = make_optimizers(config, steps, rule)
+    engine = Engine(net, rule, optimizer, config.batch_size, n_train, 1, rule_optimizer=rule_optimizer)
     rule_key, _ = jax.random.split(seed_key(config.seed))
     start = engine.init(rule_key, params)
     x, y = jnp.asarray(data.x_train[:batch]), jnp.asarray(data.y_train[:batch])

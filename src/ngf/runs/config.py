@@ -35,6 +35,11 @@ def make_optimizer(config: "RunConfig", steps_per_epoch: int) -> optax.GradientT
     return build_optimizer(config, steps_per_epoch, OPTIMIZERS, config.run_epochs, config.run_milestones)
 
 
+def make_optimizers(config: "RunConfig", steps_per_epoch: int, rule) -> tuple:
+    """The run's optimiser and ``make_rule_optimizer``'s, for the engine."""
+    return make_optimizer(config, steps_per_epoch), make_rule_optimizer(config, steps_per_epoch, rule)
+
+
 def make_rule_optimizer(config: "RunConfig", steps_per_epoch: int, rule) -> optax.GradientTransformation | None:
     """The run's optimiser for the rule's trainable parameters: its lr × ``rule.params_lr``, and its weight
     decay only if ``rule.params_decay``; None when that is the run's optimiser itself (or the rule has none)."""

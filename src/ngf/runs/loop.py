@@ -23,7 +23,7 @@ from ngf.core.init import initialise, seed_key
 from ngf.core.parallel import DataParallel, device_count
 from ngf.runs import atomic, checkpoint, files
 from ngf.runs.callbacks import WithHooks
-from ngf.runs.config import RunConfig, make_optimizer, make_rule_optimizer
+from ngf.runs.config import RunConfig, make_optimizers
 from ngf.runs.divergence import FIRST_TEST_EXAMPLES, DivergenceCheck
 from ngf.runs.folder import RunFolder
 from ngf.runs.resolve import Resolved
@@ -65,9 +65,9 @@ def _start(config: RunConfig, run: Resolved, place: RunFolder, clock: Clock):
     n_steps = len(run.data.x_train) // config.batch_size
     per_call = config.steps_per_call or choose_steps_per_call(run.model, n_steps)
     n_devices = device_count(config.devices)
-    engine = Engine(run.net, run.rule, make_optimizer(config, n_steps), config.batch_size,
-                    len(run.data.x_train), per_call, DataParallel.over(n_devices) if n_devices > 1 else None,
-                    make_rule_optimizer(config, n_steps, run.rule))
+    optimizer, rule_optimizer = make_optimizers(config, n_steps, run.rule)
+    engine = Engine(run.net, run.rule, optimizer, config.batch_size, len(run.data.x_train), per_call,
+                    DataParallel.over(n_devices) if n_devices > 1 else None, rule_optimizer)
     arrays = engine.place(jax.device_put(tuple(run.data[:4])))  # a transfer; jnp.asarray compiled a copy per shape
     val = engine.place(jax.device_put(tuple(run.val)))
     rule_key, data_key = jax.random.split(seed_key(config.seed))

@@ -35,7 +35,7 @@ from ngf.runs import atomic, checkpoint, configfile, files, folder, resuming
 from ngf.runs.arguments import check_arguments, plain_numbers
 from ngf.runs.callbacks import Callbacks, WithHooks
 from ngf.runs.compilecache import enable_compile_cache
-from ngf.runs.config import RunConfig, make_optimizer, make_rule_optimizer
+from ngf.runs.config import RunConfig, make_optimizers
 from ngf.runs.divergence import FIRST_TEST_EXAMPLES, DivergenceCheck
 from ngf.runs.resolve import Resolved, resolve
 from ngf.runs.summary import Clock, summarise
@@ -121,9 +121,10 @@ def _start(members: list[Member], run: Resolved):
     n_steps = len(run.data.x_train) // config.batch_size
     per_call = config.steps_per_call or choose_steps_per_call(run.model, n_steps)  # the lone run's choice
     per_member_lr = len({member.config.lr for member in members}) > 1  # then the optimiser is built for lr 1
-    built = dataclasses.replace(config, lr=1.0) if per_member_lr else config
-    engine = Engine(run.net, run.rule, make_optimizer(built, n_steps), config.batch_size, len(run.data.x_train),
-                    per_call, rule_optimizer=make_rule_optimizer(built, n_steps, run.rule))
+    optimizer, rule_optimizer = make_optimizers(dataclasses.replace(config, lr=1.0) if per_member_lr else config,
+                                                n_steps, run.rule)
+    engine = Engine(run.net, run.rule, optimizer, config.batch_size, len(run.data.x_train), per_call,
+                    rule_optimizer=rule_optimizer)
     arrays = jax.device_put(tuple(run.data[:4]))  # the data on the device, shared by every member
     states = []
     for member in members:  # each exactly as loop._start makes a lone run's

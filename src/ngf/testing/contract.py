@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from ngf.core.engine import make_train_step, rule_pass
+from ngf.core.step import make_train_step, rule_pass
 from ngf.core.rule import LearningRule, predict
 from ngf.testing.subject import BATCH, CheckFailed, checking, first_difference, leaves, snapshot, subject
 

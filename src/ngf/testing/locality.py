@@ -14,7 +14,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from ngf.core.engine import step_extras
+from ngf.core.step import step_extras
 from ngf.core.network import Network
 from ngf.core.rule import LearningRule, as_updates, call, checked_pair
 from ngf.testing.subject import CheckFailed, checking, first_difference, snapshot, subject

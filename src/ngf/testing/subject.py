@@ -18,7 +18,8 @@ import numpy as np
 import optax
 from flax import nnx
 
-from ngf.core.engine import Engine, TrainState
+from ngf.core.engine import Engine
+from ngf.core.step import TrainState
 from ngf.core.errors import NgfError
 from ngf.core.network import Network
 from ngf.core.rule import LearningRule
