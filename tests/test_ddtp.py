@@ -1,4 +1,5 @@
-"""ddtp: direct targets and signals by hand, Q's reconstruction gradient by hand, Q learning, bad options,
+"""ddtp: direct targets and signals by hand, Q's reconstruction gradient and loss by hand and the step the
+run's optimiser takes on them (q_lr_scale × its lr, without its weight decay), Q learning, bad options,
 and the graph models (cnn, resnet)."""
 
 import functools
@@ -11,14 +12,33 @@ import optax
 import pytest
 from flax import nnx
 
+from ngf.core.engine import Engine, make_train_step
 from ngf.core.errors import NgfError
 from ngf.core.network import Network, sum_of_parents
 from ngf.host.registry import load_registry
 from ngf.plugins.ddtp import (ddtp, direct_targets, draw_noise, feedback_gradients, forward_from,
                               reconstruction_loss)
-from ngf_tiny_mlp import assert_updates, batch, bias, kernel, numpy_forward, output_error, run_rule, tiny_network
+from ngf.runs.config import RunConfig, make_optimizer, make_rule_optimizer
+from ngf_tiny_mlp import assert_updates, batch, bias, kernel, numpy_forward, output_error, tiny_network
 
 BETA, SIGMA, Q_LR, DECAY = 0.5, 0.1, 0.01, 0.01
+
+
+def run_ddtp(rule, net, params, x, y, key=3):
+    """One jitted step of ``rule`` called as the engine calls it, with Q drawn from ``key``:
+    (signals, the ``Updates`` of the forward weights and of Q with the metrics, Q)."""
+    feedback = rule.init_params(jax.random.key(key), net, params)
+
+    @jax.jit  # one compilation instead of one per eager operation
+    def step(params, feedback):
+        _, trace = net.forward(params, x)
+        state = rule.init(jax.random.key(key), net, params)
+        signals, state = rule.compute_targets(net, params, trace, y, state, rule_params=feedback)
+        updates, _ = rule.local_update(net, params, trace, signals, state, rule_params=feedback,
+                                       key=jax.random.key(key + 1))
+        return signals, updates
+
+    return *step(params, feedback), feedback
 
 
 def numpy_logits_from(params, l, z):
@@ -33,8 +53,8 @@ def test_targets_signals_and_updates_match_hand_computation():
     net, params = tiny_network(widths=(4, 3))
     x, y = batch()
     rule = ddtp(beta=BETA)
-    deltas, updates, after = run_rule(rule, net, params, x, y)
-    q = [np.asarray(f) for f in rule.init(jax.random.key(3), net, params).feedback[:2]]  # run_rule's key
+    deltas, updates, feedback = run_ddtp(rule, net, params, x, y)
+    q = [np.asarray(f) for f in feedback[:2]]
     zs, hs = numpy_forward(params, x)
     e = output_error(hs[-1], y)
     y_out = hs[-1] - BETA * e                                        # ŷ^L = h^L − β e
@@ -42,37 +62,48 @@ def test_targets_signals_and_updates_match_hand_computation():
     expected = [(1 - zs[l + 1] ** 2) * (zs[l + 1] - targets[l]) for l in range(2)] + [e]  # f'(h^l) ⊙ (z^l − ŷ^l)
     for got, want in zip(deltas, expected):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-    assert_updates(updates, zs, expected)
+    assert_updates(updates.params, zs, expected)
     _, trace = net.forward(params, x)
-    state = rule.init(jax.random.key(3), net, params)
-    for got, want in zip(direct_targets(trace, y, state.feedback, BETA), targets):
+    for got, want in zip(direct_targets(trace, y, feedback, BETA), targets):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-    assert [f is None for f in after.feedback] == [False, False, True]  # the output node has no Q
-    assert after.feedback[0].shape == (4, 2) and not np.allclose(after.feedback[0], q[0])  # Q moved after
+    assert [f is None for f in feedback] == [False, False, True]  # the output node has no Q
+    assert [g is None for g in updates.rule_params] == [False, False, True]  # Q's gradient, taken after
+    assert updates.rule_params[0].shape == (4, 2) and np.any(updates.rule_params[0] != 0)
 
 
 def test_q_gradient_matches_hand_computation_and_is_the_step_taken():
+    """∇R by hand on the engine's step-key noise; the engine's step moves Q by the run's optimiser (plain
+    sgd, so the change is −lr × q_lr_scale × ∇R exactly) without the run's weight decay (Q's λ is in R),
+    and reports R's mean over the nodes as ``reconstruction``."""
     net, params = tiny_network(widths=(4, 3))
     x, y = batch()
-    rule = ddtp(noise=SIGMA, q_lr=Q_LR, q_decay=DECAY)
-    state = rule.init(jax.random.key(3), net, params)
+    scale = 0.5
+    rule = ddtp(noise=SIGMA, q_lr_scale=scale, q_decay=DECAY)
+    config = RunConfig(optimizer="sgd", lr=Q_LR, schedule="constant", weight_decay=0.5)
+    engine = Engine(net, rule, make_optimizer(config, 1), 3, 3, 1, rule_optimizer=make_rule_optimizer(config, 1, rule))
+    state = engine.fresh(jax.random.key(3), params)
+    feedback = state.rule_params
     _, trace = net.forward(params, x)
-    noises = draw_noise(jax.random.split(state.key)[1], trace, state.feedback, SIGMA)  # the step's own draw
-    grads = feedback_gradients(net, params, trace, state.feedback, noises, DECAY)
+    step_key = jax.random.fold_in(state.key, state.step)  # the engine's key for this step
+    noises = draw_noise(step_key, trace, feedback, SIGMA)
+    grads, loss = feedback_gradients(net, params, trace, feedback, noises, DECAY)
     zs, hs = numpy_forward(params, x)
-    by_hand = []
+    by_hand, losses = [], []
     for l in range(2):
-        eps, q = np.asarray(noises[l]), np.asarray(state.feedback[l])
+        eps, q = np.asarray(noises[l]), np.asarray(feedback[l])
         diff = numpy_logits_from(params, l, zs[l + 1] + eps) - hs[-1]  # h^L(z^l + ε) − h^L(z^l)
-        # ∇_Q [mean_n ‖QΔ_n − ε_n‖² + λ‖Q‖²] = 2 (QΔ − ε)ᵀΔ / B + 2λQ
+        # R = mean_n ‖QΔ_n − ε_n‖² + λ‖Q‖², ∇_Q R = 2 (QΔ − ε)ᵀΔ / B + 2λQ
+        losses.append(np.sum((diff @ q.T - eps) ** 2) / len(eps) + DECAY * np.sum(q ** 2))
         by_hand.append(2 * (diff @ q.T - eps).T @ diff / len(eps) + 2 * DECAY * q)
         np.testing.assert_allclose(grads[l], by_hand[l], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(loss, np.mean(losses), rtol=1e-4)
     assert grads[2] is None and noises[2] is None
     assert np.std(np.asarray(noises[0])) == pytest.approx(SIGMA, rel=0.6)
-    _, _, after = run_rule(rule, net, params, x, y)  # one whole step: Q takes Adam's step on that gradient
-    changes, _ = optax.adam(Q_LR).update(tuple(by_hand) + (None,), state.opt_state, state.feedback)
+    after, sums = jax.jit(make_train_step(net, rule, engine.optimizer, engine.rule_optimizer))(state, x, y)
     for l in range(2):
-        np.testing.assert_allclose(after.feedback[l] - state.feedback[l], changes[l], rtol=1e-3, atol=1e-7)
+        np.testing.assert_allclose(after.rule_params[l] - feedback[l], -Q_LR * scale * by_hand[l], rtol=1e-3, atol=1e-8)
+    np.testing.assert_allclose(sums[-1], np.mean(losses), rtol=1e-4)  # the step's ``reconstruction``
+    assert rule.metrics == ("reconstruction",)
 
 
 def test_q_learns_to_reconstruct_the_noise():
@@ -80,8 +111,11 @@ def test_q_learns_to_reconstruct_the_noise():
     net, params = tiny_network(widths=(4, 3))
     x = jax.random.normal(jax.random.key(5), (256, 3))
     y = jnp.zeros(256, jnp.int32)
-    rule = ddtp(noise=SIGMA, q_lr=Q_LR, q_decay=0.0)
-    state = rule.init(jax.random.key(0), net, params)
+    rule = ddtp(noise=SIGMA, q_decay=0.0)
+    # the run's forward weights held (the trace fixed); Q under Adam at Q_LR, as the engine steps it
+    engine = Engine(net, rule, optax.set_to_zero(), 256, 256, 1, rule_optimizer=optax.adam(Q_LR))
+    step = make_train_step(net, rule, engine.optimizer, engine.rule_optimizer)
+    state = engine.fresh(jax.random.key(0), params)
     _, trace = net.forward(params, x)
     eps = SIGMA * jax.random.normal(jax.random.key(9), trace[0].out.shape)  # held-out noise at node 0
     diff = forward_from(net, params, trace, 0, trace[0].out + eps) - trace[-1].pre
@@ -89,19 +123,16 @@ def test_q_learns_to_reconstruct_the_noise():
     loss = lambda q: float(reconstruction_loss(q, net, params, trace, 0, eps))
 
     @jax.jit
-    def steps(st):
-        def one(st, _):
-            signals, st = rule.compute_targets(net, params, trace, y, st)
-            return rule.local_update(net, params, trace, signals, st)[1], None
-        return jax.lax.scan(one, st, None, length=300)[0]
+    def steps(st):  # fresh noise each step, from the step's key
+        return jax.lax.scan(lambda st, _: (step(st, x, y)[0], None), st, None, length=300)[0]
 
-    before, after = loss(state.feedback[0]), loss(steps(state).feedback[0])
+    before, after = loss(state.rule_params[0]), loss(steps(state).rule_params[0])
     assert after < before and after - loss(best) < 0.2 * (before - loss(best))
 
 
 @pytest.mark.parametrize("options", [
     {"beta": -0.1}, {"beta": math.nan}, {"noise": 0.0}, {"noise": -0.1}, {"noise": math.inf},
-    {"q_lr": -1e-3}, {"q_decay": -1e-6}, {"q_scale": 0.0}, {"q_dist": "cauchy"}, {"beta": True},
+    {"q_lr_scale": -1.0}, {"q_lr_scale": math.nan}, {"q_decay": -1e-6}, {"q_scale": 0.0}, {"q_dist": "cauchy"}, {"beta": True},
 ])
 def test_bad_hyperparameters_are_refused(options):
     with pytest.raises(NgfError, match=r"ddtp option|distribution"):
@@ -122,17 +153,19 @@ def build(name):
 def test_every_weight_node_gets_a_finite_nonzero_update(name):
     _, net, params = build(name)
     x = jax.random.uniform(jax.random.key(0), (4,) + SHAPE)
-    deltas, updates, state = run_rule(ddtp(), net, params, x, jnp.arange(4) % 3)
+    deltas, updates, feedback = run_ddtp(ddtp(), net, params, x, jnp.arange(4) % 3)
     shapes = net.trace_shapes(params)
-    for l, (theta, q) in enumerate(zip(params, state.feedback)):
+    for l, (theta, q) in enumerate(zip(params, feedback)):
         weights = bool(jax.tree.leaves(theta))
         if weights and l < net.depth - 1:  # Q_l maps the output to z^l itself, also where a pool reads z^l
             assert q.shape == (math.prod(shapes[l].out.shape[1:]), 3)
+            grad = updates.rule_params[l]  # and learns: a finite, nonzero gradient of its own shape
+            assert grad.shape == q.shape and np.all(np.isfinite(grad)) and np.any(grad != 0), f"Q {l}"
         else:
-            assert q is None
+            assert q is None and updates.rule_params[l] is None
         if not weights:  # a sum node: no Q, target ŷ = z, so δ = 0 and the update is empty
-            assert not np.any(deltas[l]) and not jax.tree.leaves(updates[l])
-        for u in jax.tree.leaves(updates[l]):
+            assert not np.any(deltas[l]) and not jax.tree.leaves(updates.params[l])
+        for u in jax.tree.leaves(updates.params[l]):
             assert np.all(np.isfinite(u)) and np.any(u != 0), f"node {l}"
     assert any(net.read_pool(l) is not None for l in range(net.depth)) == (name == "cnn")
 
@@ -155,6 +188,7 @@ def test_forward_from_carries_noise_through_the_resnet_graph():
 def test_shallow_networks(widths):
     net, params = tiny_network(widths=widths)
     x, y = batch()
-    deltas, _, state = run_rule(ddtp(), net, params, x, y)
+    deltas, updates, feedback = run_ddtp(ddtp(), net, params, x, y)
     np.testing.assert_allclose(deltas[-1], output_error(numpy_forward(params, x)[1][-1], y), rtol=1e-5, atol=1e-6)
-    assert [q is None for q in state.feedback] == [False] * len(widths) + [True]
+    assert [q is None for q in feedback] == [False] * len(widths) + [True]
+    assert (float(updates.metrics["reconstruction"]) > 0) == bool(widths)  # 0 without a Q
