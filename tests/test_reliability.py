@@ -332,7 +332,7 @@ def test_crafted_checkpoints_are_refused(dtype, tmp_path):
     import numpy as np
 
     leaf = msgpack.ExtType(1, msgpack.packb(((2,), dtype, b"\0" * 16)))  # flax's ndarray extension type
-    blob = msgpack.packb({"format": 1, "epoch": 1, "history": "[]", "leaves": {"00000": leaf}})
+    blob = msgpack.packb({"format": checkpoint.FORMAT, "epoch": 1, "history": "[]", "leaves": {"00000": leaf}})
     (tmp_path / checkpoint.CHECKPOINT).write_bytes(blob)
     with pytest.raises(ngf.NgfError, match="not a readable checkpoint"):
         checkpoint.check_readable(tmp_path)

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ngf.core.errors import NgfError
 from ngf.core.losses import CE, Loss
 from ngf.core.network import Network
 from ngf.core.rule import (LearningRule, apply_changes, as_updates, call, checked_pair, checked_rule_updates,
@@ -59,8 +60,15 @@ def batch_metrics(logits: jax.Array, labels: jax.Array, weights=None, loss: Loss
 
 def step_extras(state: TrainState, x: jax.Array) -> dict:
     """The keywords a rule's function may name (``ngf.core.rule.EXTRAS``): makers, called only if named."""
-    return {"rule_params": state.rule_params, "key": lambda: jax.random.fold_in(state.key, state.step),
-            "step": state.step, "x": x}
+    return {"rule_params": state.rule_params, "key": lambda: step_key(state), "step": state.step, "x": x}
+
+
+def step_key(state: TrainState) -> jax.Array:
+    """This step's key, fold_in(k, n) of the state's key k and step count n (``Engine.init`` sets both)."""
+    if state.key is None or state.step is None:
+        raise NgfError("the rule asks for a step key, and this TrainState has none: build the state with "
+                       "Engine.init (or give TrainState a key and a step count)")
+    return jax.random.fold_in(state.key, state.step)
 
 
 def rule_pass(net: Network, rule: LearningRule, state: TrainState, x: jax.Array, y: jax.Array):
@@ -108,7 +116,8 @@ def make_train_step(net: Network, rule: LearningRule, optimizer: optax.GradientT
             logits = updates.logits if updates.logits is not None else predict(
                 rule, net, state.params, x, state.rule_state, state.rule_params)
         sums = jnp.concatenate([batch_metrics(logits, y, loss=net.loss), metric_vector(rule, updates.metrics)])
-        return TrainState(params, opt_state, rule_state, rule_params, rule_opt_state, state.key, state.step + 1), sums
+        steps = None if state.step is None else state.step + 1  # a state built by hand may count no steps
+        return TrainState(params, opt_state, rule_state, rule_params, rule_opt_state, state.key, steps), sums
 
     return step
 
