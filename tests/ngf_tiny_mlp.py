@@ -64,6 +64,23 @@ def run_rule(rule, net, params, x, y, key=3):
     return step(params, state)
 
 
+def run_owned_rule(rule, net, params, x, y, key=3):
+    """One jitted step of a rule with trainable parameters, called as the engine calls it, its parameters
+    drawn from ``key``: (signals, ``local_update``'s ``Updates``, the rule's parameters)."""
+    owned = rule.init_params(jax.random.key(key), net, params)
+
+    @jax.jit  # one compilation instead of one per eager operation
+    def step(params, owned):
+        _, trace = net.forward(params, x)
+        state = rule.init(jax.random.key(key), net, params)
+        signals, state = rule.compute_targets(net, params, trace, y, state, rule_params=owned)
+        updates, _ = rule.local_update(net, params, trace, signals, state, rule_params=owned,
+                                       key=jax.random.key(key + 1))
+        return signals, updates
+
+    return *step(params, owned), owned
+
+
 def assert_updates(updates, zs, deltas):
     """ΔW_l = z^{l-1}ᵀδ^l / batch and Δb_l = mean δ^l (per-example signals, averaged)."""
     n = zs[0].shape[0]

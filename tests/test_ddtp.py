@@ -19,7 +19,7 @@ from ngf.host.registry import load_registry
 from ngf.plugins.ddtp import (ddtp, direct_targets, draw_noise, feedback_gradients, forward_from,
                               reconstruction_loss)
 from ngf.runs.config import RunConfig, make_optimizer, make_rule_optimizer
-from ngf_tiny_mlp import assert_updates, batch, bias, kernel, numpy_forward, output_error, tiny_network
+from ngf_tiny_mlp import run_owned_rule, assert_updates, batch, bias, kernel, numpy_forward, output_error, tiny_network
 
 BETA, SIGMA, Q_LR, DECAY = 0.5, 0.1, 0.01, 0.01
 
@@ -27,18 +27,7 @@ BETA, SIGMA, Q_LR, DECAY = 0.5, 0.1, 0.01, 0.01
 def run_ddtp(rule, net, params, x, y, key=3):
     """One jitted step of ``rule`` called as the engine calls it, with Q drawn from ``key``:
     (signals, the ``Updates`` of the forward weights and of Q with the metrics, Q)."""
-    feedback = rule.init_params(jax.random.key(key), net, params)
-
-    @jax.jit  # one compilation instead of one per eager operation
-    def step(params, feedback):
-        _, trace = net.forward(params, x)
-        state = rule.init(jax.random.key(key), net, params)
-        signals, state = rule.compute_targets(net, params, trace, y, state, rule_params=feedback)
-        updates, _ = rule.local_update(net, params, trace, signals, state, rule_params=feedback,
-                                       key=jax.random.key(key + 1))
-        return signals, updates
-
-    return *step(params, feedback), feedback
+    return run_owned_rule(rule, net, params, x, y, key)
 
 
 def numpy_logits_from(params, l, z):

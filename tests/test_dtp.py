@@ -14,26 +14,15 @@ from ngf.models.conv import Conv, MaxPool
 from ngf.models.layers import Dense, Sequential
 from ngf.plugins.dtp import dtp, inverse, inverse_gradients, reconstruction_loss
 from ngf.runs.config import RunConfig, make_rule_optimizer
-from ngf_tiny_mlp import assert_updates, batch, kernel, numpy_forward, output_error, tiny_network
+from ngf_tiny_mlp import run_owned_rule, assert_updates, batch, kernel, numpy_forward, output_error, tiny_network
 
 ETA_HAT = 0.3
 
 
 def run_dtp(rule, net, params, x, y, key=3):
     """One jitted step of ``rule`` called as the engine calls it, with its inverses drawn from ``key``:
-    (signals, the ``Updates`` of the forward weights and of the inverses with the metrics, the inverses)."""
-    inverses = rule.init_params(jax.random.key(key), net, params)
-
-    @jax.jit  # one compilation instead of one per eager operation
-    def step(params, inverses):
-        _, trace = net.forward(params, x)
-        state = rule.init(jax.random.key(key), net, params)
-        signals, state = rule.compute_targets(net, params, trace, y, state, rule_params=inverses)
-        updates, _ = rule.local_update(net, params, trace, signals, state, rule_params=inverses,
-                                       key=jax.random.key(key + 1))
-        return signals, updates
-
-    return *step(params, inverses), inverses
+    (signals, the ``Updates`` of the forward weights and of its inverses with the metrics, its inverses)."""
+    return run_owned_rule(rule, net, params, x, y, key)
 
 
 def g_numpy(inv, v):
