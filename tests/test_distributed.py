@@ -19,8 +19,9 @@ import pytest
 from flax import serialization
 
 TESTS = Path(__file__).resolve().parent
-RUN = ["run", "--plugin", "ngf_tiny_data", "--dataset", "tiny", "--rule", "lra", "--schedule", "constant", "--model-opt", "widths=8",
-       "--batch-size", "16", "--devices", "4", "--quiet"]
+#: ddtp: a rule with trainable parameters (Q), a noise draw from each step's key and a reported metric
+RUN = ["run", "--plugin", "ngf_tiny_data", "--dataset", "tiny", "--rule", "ddtp", "--schedule", "constant",
+       "--model-opt", "widths=8", "--batch-size", "16", "--devices", "4", "--quiet"]
 
 
 def free_port() -> int:
@@ -57,9 +58,10 @@ def leaves(folder: Path) -> list:
 
 
 def metrics(folder: Path) -> list:
-    """``metrics.jsonl`` without the seconds."""
-    return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
-            for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    """``metrics.jsonl`` without the seconds, the rule's metrics as ``rule/NAME`` keys."""
+    records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    return [{**{k: v for k, v in record.items() if k not in ("seconds", "rule_metrics")},
+             **{f"rule/{k}": v for k, v in record.get("rule_metrics", {}).items()}} for record in records]
 
 
 def test_two_processes_train_the_one_process_run_write_once_and_resume(tmp_path):
@@ -74,7 +76,7 @@ def test_two_processes_train_the_one_process_run_write_once_and_resume(tmp_path)
     assert [status for status, _, _ in resumed] == [0, 0], resumed
     assert finish([single])[0][0] == 0
     pair, one = metrics(tmp_path / "pair"), metrics(tmp_path / "single")
-    assert len(pair) == len(one) == 3
+    assert len(pair) == len(one) == 3 and all("rule/reconstruction" in record for record in pair)
     for got, want in zip(pair, one):
         assert got == pytest.approx(want, rel=1e-5, abs=1e-6)
     for pair, one in zip(leaves(tmp_path / "pair"), leaves(tmp_path / "single"), strict=True):
