@@ -6,7 +6,7 @@ import numpy as np
 from flax import nnx
 
 from ngf.core.network import Network
-from ngf.core.rule import node_updates
+from ngf.core.rule import call, node_updates
 from ngf.models import mlp
 
 
@@ -73,9 +73,9 @@ def run_owned_rule(rule, net, params, x, y, key=3):
     def step(params, owned):
         _, trace = net.forward(params, x)
         state = rule.init(jax.random.key(key), net, params)
-        signals, state = rule.compute_targets(net, params, trace, y, state, rule_params=owned)
-        updates, _ = rule.local_update(net, params, trace, signals, state, rule_params=owned,
-                                       key=jax.random.key(key + 1))
+        extras = {"rule_params": owned, "key": jax.random.key(key + 1), "x": x}  # each function gets those it names
+        signals, state = call(rule.compute_targets, net, params, trace, y, state, extras=extras)
+        updates, _ = call(rule.local_update, net, params, trace, signals, state, extras=extras)
         return signals, updates
 
     return *step(params, owned), owned
