@@ -158,11 +158,17 @@ def _named(function: Callable) -> frozenset | None:
                      and p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD))
 
 
+class Lazy(NamedTuple):
+    """An extra keyword's value made only for a function that names it (the step key: a ``fold_in``)."""
+
+    make: Callable
+
+
 def wanted(function: Callable, available: dict) -> dict:
-    """The entries of ``available`` (name → value or zero-argument maker) that ``function`` names."""
+    """The entries of ``available`` (name → value, or ``Lazy`` maker) that ``function`` names."""
     names = _named(function)
     chosen = available if names is None else {k: v for k, v in available.items() if k in names}
-    return {k: v() if callable(v) else v for k, v in chosen.items()}
+    return {k: v.make() if isinstance(v, Lazy) else v for k, v in chosen.items()}
 
 
 def call(function: Callable, *args, extras: dict):

@@ -18,7 +18,7 @@ import optax
 from ngf.core.errors import NgfError
 from ngf.core.losses import CE, Loss
 from ngf.core.network import Network
-from ngf.core.rule import (LearningRule, apply_changes, as_updates, call, checked_pair, checked_rule_updates,
+from ngf.core.rule import (LearningRule, Lazy, apply_changes, as_updates, call, checked_pair, checked_rule_updates,
                            checked_updates, metric_vector, predict)
 
 
@@ -59,8 +59,8 @@ def batch_metrics(logits: jax.Array, labels: jax.Array, weights=None, loss: Loss
 
 
 def step_extras(state: TrainState, x: jax.Array) -> dict:
-    """The keywords a rule's function may name (``ngf.core.rule.EXTRAS``): makers, called only if named."""
-    return {"rule_params": state.rule_params, "key": lambda: step_key(state), "step": state.step, "x": x}
+    """The keywords a rule's function may name (``ngf.core.rule.EXTRAS``); the key is drawn only if named."""
+    return {"rule_params": state.rule_params, "key": Lazy(lambda: step_key(state)), "step": state.step, "x": x}
 
 
 def step_key(state: TrainState) -> jax.Array:
