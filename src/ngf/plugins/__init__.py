@@ -15,6 +15,7 @@ BUILTIN_PLUGINS = (
     "ngf.plugins.pc",
     "ngf.plugins.ddtp",
     "ngf.plugins.local_loss",
+    "ngf.plugins.ff",
     "ngf.plugins.models",
     "ngf.plugins.resnet_plugin",
     "ngf.plugins.datasets",

@@ -19,7 +19,8 @@ values, metrics, state), ``check_no_recompilation`` (each program compiles once)
 (``--stack`` gives each seed's lone run) and ``check_locality`` (no node's update reads
 another node's forward weights). Every check takes ``model`` and the keywords ``name``
 (what messages call the rule), ``model_opts``, ``input_shape``, ``n_classes`` and
-``rank_promotion``.
+``rank_promotion``. A rule whose idea does not apply to a model refuses it when the run
+starts; ``check_refuses_model`` checks that the refusal is one ``NgfError`` line.
 
 Rank promotion: ``ngf run`` leaves JAX's ``jax_numpy_rank_promotion`` at its default,
 'allow' (an array of rank 1 broadcasts against one of rank 2 silently), so every check
@@ -32,13 +33,15 @@ and line of the rule that broadcast.
 from __future__ import annotations
 
 from ngf.core.rule import LearningRule
-from ngf.testing.contract import check_determinism, check_no_recompilation, check_rule_contract
+from ngf.testing.contract import (check_determinism, check_no_recompilation, check_refuses_model,
+                                  check_rule_contract)
 from ngf.testing.locality import check_locality
 from ngf.testing.runs import check_checkpoint_round_trip, check_stack_matches_lone
 from ngf.testing.subject import tiny_network
 
 __all__ = ["check_checkpoint_round_trip", "check_determinism", "check_locality", "check_no_recompilation",
-           "check_rule", "check_rule_contract", "check_stack_matches_lone", "tiny_network"]
+           "check_refuses_model", "check_rule",
+           "check_rule_contract", "check_stack_matches_lone", "tiny_network"]
 
 
 def check_rule(rule: LearningRule, model="mlp", *, local: bool = True, exempt=(), forward_reads: str = "none",

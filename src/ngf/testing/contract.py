@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from ngf.core.errors import NgfError
 from ngf.core.step import make_train_step, rule_pass
 from ngf.core.rule import LearningRule, predict
 from ngf.testing.subject import BATCH, CheckFailed, checking, first_difference, leaves, snapshot, subject
@@ -124,3 +125,22 @@ def check_determinism(rule: LearningRule, model="mlp", *, epochs: int = 2, **set
     where = first_difference(*finals)
     if where is not None:
         raise CheckFailed(f"two runs from the same seed differ after {epochs} epochs at state{where}")
+
+
+@checking("the refusal check")
+def check_refuses_model(rule: LearningRule, model="cnn", *, match: str = "", **setup) -> None:
+    """``rule`` refuses ``model`` as ``ngf run`` shows it: starting a run (the rule's ``init``, or its
+    ``init_params``) raises ``NgfError`` in one line containing ``match``, before any training.
+
+    For a rule whose idea does not apply to a model (Forward-Forward's label on a convolution):
+    the refusal must name the rule and say why, not surface later as a shape error.
+    """
+    s = subject(rule, model, **setup)
+    try:
+        s.start(s.engine())
+    except NgfError as refusal:
+        text = str(refusal)
+        if "\n" in text or match not in text:
+            raise CheckFailed(f"its refusal of {model!r} is not one line containing {match!r}: {text!r}") from None
+        return
+    raise CheckFailed(f"it accepted {model!r}; expected a one-line NgfError when the run starts")
