@@ -16,7 +16,8 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-BUILTIN_RULES = ("bp", "fa", "dfa", "lra", "dtp", "local-search", "kp", "drtp", "pepita", "pc", "ddtp")
+BUILTIN_RULES = ("bp", "fa", "dfa", "lra", "dtp", "local-search", "kp", "drtp", "pepita", "pc", "ddtp", "dkp", "local-loss",
+                 "ff", "fg", "ep")
 FULL_EPOCH = 60000  # MNIST's training set: seconds on a subset are also given per full epoch
 
 

@@ -20,7 +20,8 @@ from benchmarks.common import BUILTIN_RULES, Dataset, Settings, interleave, load
 
 MODELS = ("mlp", "cnn")
 TORCH_RULES = ("bp", "fa", "dfa")
-RULE_TARGETS = {"fa": 1.30, "dfa": 1.30, "lra": 1.30, "dtp": 2.5, "kp": 1.30, "drtp": 1.30, "pepita": 1.30}
+RULE_TARGETS = {"fa": 1.30, "dfa": 1.30, "lra": 1.30, "dtp": 2.5, "kp": 1.30, "drtp": 1.30, "pepita": 1.30,
+                "ff": 2.0, "fg": 2.0, "local-loss": 2.0, "dkp": 2.0}
 TORCH_TARGETS = {"mlp": 0.5, "cnn": 1.0}
 HANDWRITTEN_TARGETS = {"mlp": 1.10}
 ENGINE_PATHS = ("1", "scan", "epoch")

@@ -35,6 +35,8 @@ NOT_LOCAL = {
     "frsf": "sign(θ) of the forward weights",
     "local-search": "evaluates the whole network's loss; no per-node signal",
     "pc": "feedback=symmetric, the paper's form, relaxes through the consumers' forward weights",
+    "ep": "the relaxation couples each node to its consumers through their forward weights (symmetric "
+          "couplings, the paper's energy)",
 }
 #: local rules checked with check_locality's exemptions, each for its reason
 CHECKED_AS = {

@@ -62,7 +62,7 @@ def cnn(input_shape, n_classes: int, *, rngs: nnx.Rngs, channels: tuple = (16, 3
     Args:
       channels: output channels of each conv+pool stage, e.g. ``6,16``.
       widths: hidden dense layer widths, e.g. ``120,84``.
-      activation: hidden activation: relu, tanh, sigmoid, gelu, elu, leaky_relu, softplus.
+      activation: hidden activation: relu, tanh, sigmoid, gelu, elu, leaky_relu, softplus, hard_sigmoid.
       kernel: convolution window size (square).
       pool: max-pooling window and stride (1 turns pooling off).
       padding: ``same`` or ``valid`` for each stage, e.g. ``same,same``; the last repeats.

@@ -12,6 +12,16 @@ from ngf.core.errors import unknown_name
 from ngf.core.network import identity
 from ngf.models.conv import pooled
 
+
+def hard_sigmoid(s: jax.Array) -> jax.Array:
+    """ρ(s) = clip(s, 0, 1), the hard sigmoid of equilibrium propagation (Scellier & Bengio 2017).
+
+    Its derivative is 1 on the closed interval [0, 1] and 0 outside, as Theano's ``clip`` in the
+    authors' code (``jnp.clip`` would give ½ at 0 and 1, where units start and saturate).
+    """
+    return jnp.where((s >= 0) & (s <= 1), s, (s > 1).astype(s.dtype))
+
+
 ACTIVATIONS = {
     "tanh": jnp.tanh,
     "relu": jax.nn.relu,
@@ -20,6 +30,7 @@ ACTIVATIONS = {
     "elu": jax.nn.elu,
     "leaky_relu": jax.nn.leaky_relu,
     "softplus": jax.nn.softplus,
+    "hard_sigmoid": hard_sigmoid,
     "identity": identity,
 }
 

@@ -18,7 +18,7 @@ def mlp(input_shape, n_classes: int, *, rngs: nnx.Rngs, widths: tuple = (512, 51
       input_shape: shape of one example (flattened by the first layer).
       n_classes: number of outputs (logits).
       widths: hidden layer widths, e.g. ``256,256,256``.
-      activation: hidden activation: tanh, relu, sigmoid, gelu, elu, leaky_relu, softplus.
+      activation: hidden activation: tanh, relu, sigmoid, gelu, elu, leaky_relu, softplus, hard_sigmoid.
     """
     widths = tuple(int(w) for w in widths)
     if any(w <= 0 for w in widths):
