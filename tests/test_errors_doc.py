@@ -9,6 +9,7 @@ import shlex
 import struct
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 from flax import nnx
@@ -51,6 +52,40 @@ def _idx_folder(folder: Path, labels_max: int = 10) -> Path:
     write_idx(folder / "t10k-images-idx3-ubyte.gz", rng.integers(0, 256, (20, 6, 6), dtype=np.uint8))
     write_idx(folder / "t10k-labels-idx1-ubyte.gz", rng.integers(0, 10, 20).astype(np.uint8))
     return folder
+
+
+def _saved_datasets(root: Path) -> tuple[Path, Path, Path]:
+    """``datasets``' save_to_disk folders: integer labels with one missing (row 5), one label 2³¹ + 5
+    (row 3), and a dataset whose splits hold no examples."""
+    import datasets
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (6, 6), dtype=np.uint8)) for _ in range(12)]
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")})
+    folders = []
+    for name, changed in (("missing_label", {5: None}), ("big_label", {3: 2 ** 31 + 5}), ("empty_disk", None)):
+        labels = [changed.get(i, i % 3) for i in range(12)] if changed is not None else []
+        table = datasets.Dataset.from_dict({"image": images if changed is not None else [], "label": labels},
+                                           features=features)
+        datasets.DatasetDict({"train": table, "test": table}).save_to_disk(str(root / name))
+        folders.append(root / name)
+    return tuple(folders)
+
+
+def _image_trees(root: Path) -> tuple[Path, Path, Path]:
+    """``folder:`` trees: train/b without images; train/ without test/; class folders alone (a held-out test)."""
+    from PIL import Image
+
+    image = Image.fromarray(np.zeros((6, 6), dtype=np.uint8))
+    layouts = {"empty_class": {"train/a": 3, "train/b": 0, "test/a": 2, "test/b": 2},
+               "no_test": {"train/a": 3, "train/b": 3}, "flat": {"a": 5, "b": 5}}
+    for name, folders in layouts.items():
+        for folder, count in folders.items():
+            (root / name / folder).mkdir(parents=True)
+            for i in range(count):
+                image.save(root / name / folder / f"{i}.png")
+    return root / "empty_class", root / "no_test", root / "flat"
 
 
 @pytest.fixture(scope="module")
@@ -101,9 +136,14 @@ def places(tmp_path_factory) -> dict:
         raw = bytes([0, 0, 0x0D, 1]) + struct.pack(">I", n) + labels.tobytes()
         (float_labels / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(raw))
     tomls = {"broken_toml": "lr = \n", "unknown_toml": "learning_rate = 0.1\n", "typed_toml": 'epochs = "five"\n',
-             "deep_toml": "a = " + "[" * 5000 + "]" * 5000 + "\n"}
+             "deep_toml": "a = " + "[" * 5000 + "]" * 5000 + "\n",
+             "dup_grid_toml": '[plan]\nrules = ["bp"]\n[plan.grid]\nlr = [0.1, 0.1]\n',
+             "nested_plan_toml": '[plan]\nrules = [["bp"]]\n',
+             "nested_grid_toml": '[plan]\nrules = ["bp"]\n[plan.grid]\n"model.widths" = [[[8]], [16]]\n'}
     for name, text in tomls.items():
         (root / f"{name}.toml").write_text(text)
+    missing_label, big_label, empty_disk = _saved_datasets(root)
+    empty_class, no_test, flat = _image_trees(root)
     named = dict(locals())
     found = {name: str(value) for name, value in named.items() if isinstance(value, Path) and name != "images"}
     found.update({name: str(root / f"{name}.toml") for name in tomls})
@@ -153,7 +193,7 @@ def test_bad_input_row(row, places, tmp_path, capsys):
         tiny = make_tiny()
         bad = make_tiny()
         bad.y_train[0] = 7
-        namespace = {"ngf": ngf, "tiny": tiny, "tiny_bad_labels": bad, "Dense": Dense, "Graph": Graph, "Sequential": Sequential,
+        namespace = {"ngf": ngf, "jax": jax, "tiny": tiny, "tiny_bad_labels": bad, "Dense": Dense, "Graph": Graph, "Sequential": Sequential,
                      "nnx": nnx}
         with pytest.raises(ngf.NgfError) as caught:
             eval(fill(command, places), namespace)  # the table's own Python calls

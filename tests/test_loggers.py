@@ -98,15 +98,19 @@ def wandb_run(run_folder: Path) -> dict:
     return found
 
 
-def mlflow_runs(store: Path, experiment: str) -> dict:
-    """``{run name: (run, {metric: {step: value}})}`` of one experiment in a local store."""
+def mlflow_runs(folder: Path, experiment: str) -> dict:
+    """``{run name: (run, {metric: {step: value}})}`` of one experiment in the store ``--log mlflow`` made in
+    ``folder``: its default ``mlflow.db`` (sqlite, opened as MLflow's own tools open it), else ``mlruns/``."""
     from mlflow.tracking import MlflowClient
 
-    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
-    try:
-        client = MlflowClient(tracking_uri=store.resolve().as_uri())
-    finally:
-        del os.environ["MLFLOW_ALLOW_FILE_STORE"]
+    if (folder / "mlflow.db").is_file():
+        client = MlflowClient(tracking_uri=f"sqlite:///{folder.resolve() / 'mlflow.db'}")
+    else:
+        os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+        try:
+            client = MlflowClient(tracking_uri=(folder / "mlruns").resolve().as_uri())
+        finally:
+            del os.environ["MLFLOW_ALLOW_FILE_STORE"]
     found = client.get_experiment_by_name(experiment)
     assert found is not None, f"no experiment {experiment!r} in {store}"
     runs = {}
@@ -140,7 +144,7 @@ def test_one_run_logs_epochs_config_alignment_and_summary_to_all_three(tmp_path)
     assert run["summary"]["status"] == "completed"
     assert run["summary"]["test_accuracy"] == pytest.approx(summary["test_accuracy"])
 
-    (logged, metrics, client), = mlflow_runs(out / "mlruns", "ngf").values()
+    (logged, metrics, client), = mlflow_runs(out, "ngf").values()
     assert logged.info.run_name == "fa-custom-seed0" and logged.info.status == "FINISHED"
     for key in METRICS:
         assert metrics[key] == pytest.approx({r["epoch"]: r[key] for r in history})
@@ -159,7 +163,7 @@ def test_compare_logs_each_run_under_its_name_as_one_experiment(tmp_path, capsys
     assert {p.parent.relative_to(out / "tb").as_posix() for p in (out / "tb").rglob("events.*")} == names
     for name in names:  # each run's own folder under one log folder
         assert set(tensorboard_scalars(out / "tb" / name)["scalars"]["test_accuracy"]) == {1}
-    runs = mlflow_runs(out / "mlruns", "cmp")  # one experiment, named after the compare folder
+    runs = mlflow_runs(out, "cmp")  # one experiment, named after the compare folder
     assert set(runs) == names
     assert {run.data.tags["ngf.variant"] for run, _, _ in runs.values()} == {"bp", "fa"}
     found = [wandb_run(folder) for folder in (out / "wandb").glob("offline-run-*")]
@@ -180,7 +184,7 @@ def test_a_missing_library_is_one_line_naming_the_extra_before_anything_runs(tmp
 
 
 def test_a_logger_failing_mid_run_is_reported_once_and_the_run_goes_on(tmp_path, monkeypatch):
-    """Also a run without a folder: TensorBoard writes where it is told, MLflow to ./mlruns."""
+    """Also a run without a folder: TensorBoard writes where it is told, MLflow to ./mlflow.db."""
     from ngf.plugins import tensorboard_logger
 
     def broken(self, tag, value, step):
@@ -199,7 +203,7 @@ def test_a_logger_failing_mid_run_is_reported_once_and_the_run_goes_on(tmp_path,
     assert summary["status"] == "completed" and summary["epochs_completed"] == 2
     assert len(problems) == 1 and "tensorboard_logger" in problems[0] and "disk full" in problems[0]
     assert "\n" not in problems[0]
-    (logged, metrics, _), = mlflow_runs(tmp_path / "mlruns", "ngf").values()  # the other logger went on
+    (logged, metrics, _), = mlflow_runs(tmp_path, "ngf").values()  # the other logger went on
     assert set(metrics["test_loss"]) == {1, 2} and logged.info.status == "FINISHED"
     assert logged.data.params["rule"] == "bp" and logged.data.params["model_opts.widths"] == "8"
 

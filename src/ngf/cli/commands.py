@@ -19,7 +19,11 @@ SKIP = {"rule": (), "model": ("input_shape", "n_classes", "rngs"), "dataset": ("
 def run_command(args, registry: Registry, console: Console) -> dict:
     """``ngf run``: build the config from the arguments, train, show the results."""
     config = config_from_args(args)
-    callbacks = RichCallbacks(console, config.run_epochs, args.quiet)
+    try:
+        epochs = config.run_epochs
+    except (OverflowError, ValueError, TypeError):  # --epochs-scale inf or nan: the run refuses it in one line
+        epochs = config.epochs
+    callbacks = RichCallbacks(console, epochs, args.quiet)
     try:
         summary = run(config, registry=registry, callbacks=callbacks)
     finally:  # Ctrl-C or divergence mid-epoch: take the progress bar down before the message

@@ -71,7 +71,11 @@ def _given(args: argparse.Namespace) -> set[str]:
 
 def apply_process_options(args: argparse.Namespace) -> None:
     """Options of the process rather than of a run: ``--no-compile-cache`` sets ``$NGF_COMPILE_CACHE=off``
-    (for this process and the workers it starts; ``ngf.runs.compilecache``)."""
+    (for this process and the workers it starts; ``ngf.runs.compilecache``). ``--ray-address`` without
+    ``--executor ray`` would have no effect, and is refused."""
+    executor = getattr(args, "executor", "local")
+    if getattr(args, "ray_address", None) is not None and executor != "ray":
+        raise NgfError(f"--ray-address applies to --executor ray, not {executor}")
     if getattr(args, "no_compile_cache", False):
         os.environ["NGF_COMPILE_CACHE"] = "off"
 

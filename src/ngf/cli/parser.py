@@ -77,7 +77,7 @@ def _protocol_options(p) -> None:
     """A paper's protocol (ngf.runs.protocol): step schedule, length, weight decay, momentum, split, padding, loss."""
     p.add_argument("--milestones", type=_epochs_list, default=(), metavar="E1,E2,...",
                    help="with --schedule multistep: lr × gamma after each of these epochs")
-    p.add_argument("--gamma", type=float, default=0.1, help="multistep's factor at each milestone (default 0.1)")
+    p.add_argument("--gamma", type=float, default=0.1, help="multistep's factor at each milestone (default 0.1; --schedule multistep only)")
     p.add_argument("--epochs-scale", type=float, default=1.0, metavar="F",
                    help="train round(F × epochs) epochs, milestones scaled alike (default 1)")
     p.add_argument("--weight-decay", type=float, default=0.0, metavar="W", help="weight decay λ (default 0)")
@@ -87,8 +87,19 @@ def _protocol_options(p) -> None:
                    help="momentum of sgd, momentum, nesterov or rmsprop (default: the optimiser's own)")
     p.add_argument("--val-split", type=int, default=0, metavar="N",
                    help="hold out N training examples (seeded) for val metrics and best_epoch (default 0)")
-    p.add_argument("--pad-to", type=int, default=None, metavar="S", help="zero-pad the images to S×S, centred")
+    p.add_argument("--pad-to", type=_size_text, default=None, metavar="S", help="zero-pad the images to S×S, centred")
     p.add_argument("--loss", default="ce", help="task loss: ce, mse (one-hot targets) or bce (sigmoid outputs)")
+
+
+def _size_text(text: str):
+    """``--pad-to``: an integer, else the number or text as given, for the run's one message on sizes
+    (``pad-to must be a positive integer ...``, the same for 0, -3 and 30.0)."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def _epochs_list(text: str) -> tuple:
@@ -146,7 +157,7 @@ def _experiment_parser(sub, name: str, run_parser) -> None:
                    help="where the runs train: local (one after another, here) or ray (as Ray tasks; "
                         "pip install 'ngf[ray]')")
     p.add_argument("--ray-address", default=None, metavar="ADDRESS",
-                   help="the Ray cluster to use (default: start a local Ray instance)")
+                   help="with --executor ray: the Ray cluster to use (default: start a local Ray instance)")
     p.add_argument("--workers", type=_workers, default=1, metavar="N|auto",
                    help="train N runs at once, each in its own process on its share of the cores "
                         "(auto: one per usable core, at most one per run; default 1: one after another, here)")

@@ -249,9 +249,7 @@ def checked_updates(rule: LearningRule, params: Params, updates) -> tuple:
             raise NgfError(f"{who}: the update of layer {l + 1} is {_kind(update)}; expected the structure "
                            f"of its parameters, {_shapes(expected)}")
         for (path, leaf), shape in zip(jax.tree_util.tree_leaves_with_path(update), expected.values()):
-            if np.shape(leaf) != shape:
-                raise NgfError(f"{who}: the update of layer {l + 1}'s {_path_name(path)} has shape "
-                               f"{tuple(np.shape(leaf))}; expected {shape}, its parameter's")
+            _check_leaf(who, f"layer {l + 1}'s {_path_name(path)}", leaf, shape)
     return tuple(updates)
 
 
@@ -264,10 +262,19 @@ def checked_rule_updates(rule: LearningRule, rule_params, updates):
         raise NgfError(f"{who}: Updates.rule_params is {_kind(updates)}; expected the structure of its "
                        f"trainable parameters (init_params), {jax.tree.structure(rule_params)}"[:300])
     for (path, leaf), theta in zip(jax.tree_util.tree_leaves_with_path(updates), jax.tree.leaves(rule_params)):
-        if np.shape(leaf) != np.shape(theta):
-            raise NgfError(f"{who}: the update of its parameter {_path_name(path)} has shape "
-                           f"{tuple(np.shape(leaf))}; expected {tuple(np.shape(theta))}")
+        _check_leaf(who, f"its parameter {_path_name(path)}", leaf, tuple(np.shape(theta)))
     return updates
+
+
+def _check_leaf(who: str, what: str, leaf, shape: tuple) -> None:
+    """One update: its parameter's shape, and floating point (integer updates would do nothing, or round)."""
+    if np.shape(leaf) != shape:
+        raise NgfError(f"{who}: the update of {what} has shape {tuple(np.shape(leaf))}; expected {shape}, "
+                       "its parameter's")
+    dtype = jnp.result_type(leaf)
+    if not jnp.issubdtype(dtype, jnp.inexact):
+        raise NgfError(f"{who}: the update of {what} is {dtype}; updates must be floating-point "
+                       "(an integer update rounds the change away)")
 
 
 def _path_name(path) -> str:

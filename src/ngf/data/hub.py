@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import re
 import tempfile
@@ -119,6 +120,7 @@ def load_disk(path: str, data_dir=None, image: str = "", label: str = "", test_f
     if not any((folder / name).is_file() for name in ("dataset_dict.json", "state.json")):
         raise NgfError(f"dataset {source}: {folder} is not a dataset saved with save_to_disk "
                        "(no dataset_dict.json or state.json)")
+    _check_not_empty(folder, source)
     import datasets
 
     try:
@@ -127,6 +129,19 @@ def load_disk(path: str, data_dir=None, image: str = "", label: str = "", test_f
         raise NgfError(f"dataset {source}: cannot load {folder}: {' '.join(str(exc).split())[:300]}") from None
     splits = dict(loaded) if isinstance(loaded, datasets.DatasetDict) else {"train": loaded}
     return tables_to_splits(splits, source, image, label, test_fraction)
+
+
+def _check_not_empty(folder: Path, source: str) -> None:
+    """Refuse a saved dataset with an empty split: ``datasets`` itself fails on one with an IndexError."""
+    states = [folder / "state.json"] + sorted(folder.glob("*/state.json"))
+    for state in (path for path in states if path.is_file()):
+        try:
+            files = json.loads(state.read_text()).get("_data_files")
+        except (OSError, ValueError, AttributeError):
+            continue  # damaged: datasets' own error names it
+        if files == []:
+            split = f"split {state.parent.name!r}" if state.parent != folder else "the dataset"
+            raise NgfError(f"dataset {source}: {split} is empty (no examples; {state} lists no data files)")
 
 
 def _local(folder: Path, label: str) -> DataSplits | None:

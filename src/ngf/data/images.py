@@ -18,6 +18,8 @@ from ngf.core.errors import NgfError
 from ngf.data.splits import DataSplits
 
 SPLIT_SEED = 0  # the held-out split does not move with the run's --seed: every run tests on the same images
+LABEL_LIMIT = 2 ** 31  # labels are int32 class indices
+NOTES: list[str] = []  # notes on how a dataset was read, printed once its run starts (print_notes)
 CHANNELS = {"1": 1, "L": 1, "LA": 2, "RGB": 3, "RGBA": 4}  # PIL modes of 8-bit images
 
 
@@ -72,22 +74,57 @@ def _size(shape: tuple, mode: str) -> str:
     return f"{shape[1]}×{shape[0]} {mode}"  # width × height, as image tools say it
 
 
-def class_indices(labels: Sequence, names: Sequence[str] | None, where: str) -> tuple[list[np.ndarray], int]:
-    """Integer labels for each split of ``labels`` (a list of sequences) and the number of classes.
+def class_indices(labels: Sequence, names: Sequence[str] | None, where: str,
+                  splits: Sequence[str] = ("train", "test")) -> tuple[list[np.ndarray], int]:
+    """Integer labels for each split of ``labels`` (a list of sequences, named by ``splits``) and the
+    number of classes.
 
     ``names`` (a ``ClassLabel``'s) fixes the classes; otherwise integer labels count
-    0..max and string labels are the sorted set of those seen in any split.
+    0..max and string labels are the sorted set of those seen in any split. A missing
+    label (None) or an integer label outside [0, 2³¹) is refused, naming its split and row.
     """
-    if names is not None:
-        return [np.asarray(split, dtype=np.int32) for split in labels], len(names)
-    values = [np.asarray(split) for split in labels]
-    if all(v.dtype.kind in "iu" for v in values):
-        return [v.astype(np.int32) for v in values], int(max(v.max(initial=0) for v in values)) + 1
+    values = [_label_array(split, where, name) for split, name in zip(labels, splits)]
+    if names is not None or all(_integers(v) for v in values):
+        for v, name in zip(values, splits):
+            _check_range(v, where, name)
+        values = [v.astype(np.int32) for v in values]
+        return values, len(names) if names is not None else int(max(v.max(initial=0) for v in values)) + 1
     if all(v.dtype.kind in "UO" for v in values):
         classes = sorted({str(x) for v in values for x in v})
         index = {name: i for i, name in enumerate(classes)}
         return [np.asarray([index[str(x)] for x in v], dtype=np.int32) for v in values], len(classes)
     raise NgfError(f"{where}: labels must be integers or class names, got {values[0].dtype}")
+
+
+def _label_array(split: Sequence, where: str, name: str) -> np.ndarray:
+    """One split's labels as an array; a missing one (None) is refused rather than made a class "None"."""
+    values = np.asarray(split)
+    if values.dtype.kind == "f" and not isinstance(split, np.ndarray) and all(_is_int(x) for x in split):
+        values = np.asarray(split, dtype=object)  # Python integers past int64, which NumPy made floats
+    missing = np.flatnonzero([x is None for x in values]) if values.dtype == object else ()
+    if len(missing):
+        more = f" (and {len(missing) - 1} more rows)" if len(missing) > 1 else ""
+        raise NgfError(f"{where}: split {name!r} row {missing[0]} has no label (None){more}; "
+                       "label or drop such rows first")
+    return values
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+def _integers(values: np.ndarray) -> bool:
+    """Integer labels: an integer array, or Python integers too large for one."""
+    return values.dtype.kind in "iu" or values.dtype == object and all(_is_int(x) for x in values)
+
+
+def _check_range(values: np.ndarray, where: str, name: str) -> None:
+    """Labels in [0, 2³¹), int32 class indices; the first outside is named with its true value."""
+    if values.size and (values.dtype == object or values.min() < 0 or values.max() >= LABEL_LIMIT):
+        bad = next((i for i, x in enumerate(values) if not 0 <= int(x) < LABEL_LIMIT), None)
+        if bad is not None:
+            raise NgfError(f"{where}: split {name!r} row {bad} has label {int(values[bad])}; "
+                           "a label must be a class index in [0, 2³¹)")
 
 
 def held_out(x: np.ndarray, y: np.ndarray, fraction: float, source: str) -> tuple:
@@ -102,8 +139,8 @@ def held_out(x: np.ndarray, y: np.ndarray, fraction: float, source: str) -> tupl
         test[members[:n_test]] = True
     if not test.any():
         raise NgfError(f"{source}: too few images to hold {fraction:.0%} out for testing")
-    print(f"note: {source} has no test split; testing on a fixed {fraction:.0%} of each class "
-          f"({int(test.sum())} of {len(y)} images, seed {SPLIT_SEED})", file=sys.stderr)
+    NOTES.append(f"note: {source} has no test split; testing on a fixed {fraction:.0%} of each class "
+                 f"({int(test.sum())} of {len(y)} images, seed {SPLIT_SEED})")
     return x[~test], y[~test], x[test], y[test]
 
 
@@ -117,3 +154,13 @@ def make_splits(train: tuple, test: tuple | None, n_classes: int, source: str, t
     if x_train.shape[1:] != x_test.shape[1:]:
         raise NgfError(f"{source}: training images are {x_train.shape[1:]} but test images {x_test.shape[1:]}")
     return DataSplits(x_train, y_train, x_test, y_test, n_classes)
+
+
+def print_notes(file=None) -> None:
+    """Print the notes of the datasets read since the last call, and forget them.
+
+    A note is held until the run starts (``ngf.plugins.datasets``' ``ngf_run_start``), so
+    that a bad input found after the data were read stays one line of output.
+    """
+    while NOTES:
+        print(NOTES.pop(0), file=file or sys.stderr)

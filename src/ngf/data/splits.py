@@ -40,9 +40,12 @@ def check_splits(data: DataSplits, name: str) -> DataSplits:
         x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
         if not hasattr(x, "shape") or not hasattr(y, "shape") or x.ndim < 2 or y.ndim != 1:
             raise NgfError(f"dataset {name!r}: {split} images must be an array [N, ...] and labels [N]")
-        if len(x) != len(y) or len(x) == 0:
+        if len(x) == 0 or len(y) == 0:
+            raise NgfError(f"dataset {name!r}: the {split} split is empty (images {tuple(x.shape)}, "
+                           f"labels {tuple(y.shape)}); each split needs at least one example")
+        if len(x) != len(y):
             raise NgfError(f"dataset {name!r}: {split} images {tuple(x.shape)} and labels {tuple(y.shape)} "
-                           "do not match (or are empty)")
+                           "do not match")
         if not jnp.issubdtype(x.dtype, jnp.number) or not jnp.issubdtype(y.dtype, jnp.integer):
             raise NgfError(f"dataset {name!r}: {split} images must be numbers and labels integers, "
                            f"got {x.dtype} and {y.dtype}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 
 from ngf.core.errors import NgfError
-from ngf.data.images import ImageStacker, class_indices, make_splits
+from ngf.data.images import NOTES, ImageStacker, class_indices, make_splits
 from ngf.data.splits import DataSplits
 
 IMAGE_NAMES = ("image", "img")
@@ -62,19 +62,21 @@ def _example(source: str, split: str, index: int) -> str:
 def tables_to_splits(splits: dict, source: str, image: str = "", label: str = "",
                      test_fraction: float = 0.2) -> DataSplits:
     """``DataSplits`` from ``{split name: datasets.Dataset}`` (a ``DatasetDict``)."""
+    NOTES.clear()  # a note of an earlier read whose run never started
     train_name, test_name = _split_names(splits, source)
     features = splits[train_name].features
     image, label = pick_columns(features, source, image, label)
     names = getattr(features[label], "names", None) if _kind(features[label]) == "ClassLabel" else None
     stacker, images, labels = ImageStacker(), [], []
-    for name in (train_name, test_name) if test_name else (train_name,):
+    used = (train_name, test_name) if test_name else (train_name,)
+    for name in used:
         table = splits[name]
         if image not in table.column_names or label not in table.column_names:
             raise NgfError(f"dataset {source}: split {name!r} lacks column {image!r} or {label!r}")
         images.append(stacker.stack(table[image], functools.partial(_example, source, name),
                                     f"dataset {source} split {name!r}"))
         labels.append(list(table[label]))
-    labels, n_classes = class_indices(labels, names, f"dataset {source}")
+    labels, n_classes = class_indices(labels, names, f"dataset {source}", used)
     pairs = list(zip(images, labels))
     return make_splits(pairs[0], pairs[1] if test_name else None, n_classes, f"dataset {source}",
                        float(test_fraction))

@@ -68,11 +68,16 @@ def parse_grid(items) -> list[tuple[str, list[str]]]:
             raise NgfError(f"--grid {key} has no values")
         if key in dict(grid):
             raise NgfError(f"--grid {key} is given twice")
-        repeated = [v for i, v in enumerate(parts) if v in parts[:i]]
-        if repeated:
-            raise NgfError(f"--grid {key} lists {repeated[0]} twice; give each once")
-        grid.append((key, parts))
+        grid.append((key, once_each(parts, f"--grid {key}")))
     return grid
+
+
+def once_each(values: list, what: str) -> list:
+    """``values`` if none is repeated: the same grid point twice would train one folder twice."""
+    repeated = [v for i, v in enumerate(values) if v in values[:i]]
+    if repeated:
+        raise NgfError(f"{what} lists {repeated[0]} twice; give each once")
+    return values
 
 
 def _option_names(registry, kind: str, name) -> set[str]:

@@ -27,7 +27,7 @@ import tomllib
 from pathlib import Path
 
 from ngf.core.errors import NgfError
-from ngf.experiments.plan import NOT_GRIDDED
+from ngf.experiments.plan import NOT_GRIDDED, once_each
 from ngf.runs.configfile import MAX_BYTES, normalise
 
 PLAN_KEYS = ("rules", "datasets", "seeds", "grid", "by_rule")
@@ -75,26 +75,32 @@ def _by_rule(plan: dict, where: str) -> dict:
 
 
 def _list_of(value, kind) -> bool:
-    return (isinstance(value, list) and bool(value) and len(set(value)) == len(value)
-            and all(isinstance(v, kind) and not isinstance(v, bool) for v in value))
+    return (isinstance(value, list) and bool(value)
+            and all(isinstance(v, kind) and not isinstance(v, bool) for v in value)
+            and len(set(value)) == len(value))  # hashable by now: names or integers
 
 
 def _grid(table, where: str) -> list[tuple[str, list[str]]]:
     """``{"lr": [1e-3, 1e-2], "model.widths": [[800], [800, 800]]}`` → ``[("lr", ["0.001", "0.01"]), ...]``,
-    the values as ``--grid`` text (a list's items joined by commas)."""
+    the values as ``--grid`` text (a list's items joined by commas), checked as ``--grid`` checks them."""
     if not isinstance(table, dict):
         raise NgfError(f"{where}: grid must be a table of KEY = [VALUE, ...]")
     grid = []
     for key, values in table.items():
         if not isinstance(values, list) or not values:
             raise NgfError(f"{where}: grid {key} must be a non-empty list of values, got {values!r}")
-        grid.append((key, [_text(v) for v in values]))
+        texts = [_text(v, f"{where}: grid {key}") for v in values]
+        grid.append((key, once_each(texts, f"{where}: grid {key}")))
     return grid
 
 
-def _text(value) -> str:
-    if isinstance(value, list):
-        return ",".join(_text(v) for v in value)
+def _text(value, where: str) -> str:
+    """A grid value as ``--grid`` text: a number, a name, true/false, or a list of those (``8,8``)."""
+    if isinstance(value, list) and value and not any(isinstance(v, (list, dict)) for v in value):
+        return ",".join(_text(v, where) for v in value)
+    if isinstance(value, (list, dict)):
+        raise NgfError(f"{where}: a value must be a number, a name, true/false, or a non-empty list of those "
+                       f"(one level: [800, 800]), got {value!r}"[:300])
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)

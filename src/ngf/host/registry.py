@@ -20,6 +20,7 @@ BLOCK_ENV = "NGF_BLOCK_PLUGINS"
 KINDS = ("rule", "model", "dataset")
 REGISTER_HOOKS = {"rule": "ngf_register_rules", "model": "ngf_register_models",
                   "dataset": "ngf_register_datasets"}
+UNSELECTABLE = (",", ":")  # marks that split a name where commands read one
 PLUGIN_FAILURES = (Exception, SystemExit)  # a plugin's sys.exit() is its own failure, not ngf's exit status
 
 
@@ -174,6 +175,15 @@ def _checked(found, hook_name: str) -> dict:
     return found
 
 
+def _check_name(kind: str, name: str, plugin: str) -> None:
+    """Refuse a name no command could select: empty, or holding ',' (lists such as --rules a,b split
+    there) or ':' (forms such as hf:NAME and --log NAME:ARG split there)."""
+    if not name.strip() or name != name.strip() or any(mark in name for mark in UNSELECTABLE):
+        raise NgfError(f"plugin {plugin!r} registers the {kind} name {name!r}, which no command can select "
+                       f"(a name is not empty and holds no space at its ends, no ',' and no ':'); rename it in the "
+                       f"plugin, or block the plugin (--block-plugin {plugin})")
+
+
 def _collect(manager, registry: Registry) -> None:
     for kind, hook_name in REGISTER_HOOKS.items():
         table = registry.table(kind)
@@ -185,6 +195,7 @@ def _collect(manager, registry: Registry) -> None:
                 _mark(registry, impl.plugin_name, f"failed in {hook_name}")
                 continue
             for name, factory in found.items():
+                _check_name(kind, name, impl.plugin_name)
                 if name in table:
                     raise NgfError(
                         f"{kind} {name!r} is registered by both plugin {table[name].plugin!r} "

@@ -1,30 +1,39 @@
 """The built-in MLflow logger: ``--log mlflow[:TRACKING_URI]`` (extra ``ngf[mlflow]``).
 
-TRACKING_URI defaults to a local ``mlruns/`` file store in the run folder (``ngf
-compare`` / ``ngf sweep``: the experiment folder; no ``--out``: the current folder),
-opened with ``MLFLOW_ALLOW_FILE_STORE`` set, as MLflow 3 asks; any other URI
-(``sqlite:///mlflow.db``, ``http://host:5000``, a folder) is MLflow's to open. The
-experiment is the compare/sweep folder's name (``ngf`` for a single run). Each run
-logs its configuration as parameters (``rule_opts.beta``...) and as ``config.json``,
-rule, model, dataset, seed and variant as ``ngf.*`` tags, each epoch's numbers at
-step = epoch, and at the end ``ngf-summary.json``, ``config.toml``, the final numbers,
-the ``ngf.status`` tag and the run's status (FINISHED, FAILED, or KILLED when
-interrupted). Only ``MlflowClient`` is used, never MLflow's global active run, so runs
-in one process do not mix.
+TRACKING_URI defaults to MLflow's recommended local store, ``sqlite:///DIR/mlflow.db``,
+with the artifacts in ``DIR/mlartifacts/`` (DIR: the run folder; ``ngf compare`` /
+``ngf sweep``: the experiment folder; no ``--out``: the current folder), so MLflow's
+own client and UI open it as they are. ``NGF_MLFLOW_STORE=file`` chooses MLflow's file
+store, ``DIR/mlruns/``, instead; MLflow 3 reads one only with
+``MLFLOW_ALLOW_FILE_STORE=true``, which the logger sets while it opens it (a reader
+must set it too). A folder as TRACKING_URI is a file store there; any other URI
+(``sqlite:///other.db``, ``http://host:5000``) is MLflow's to open. The experiment is the
+compare/sweep folder's name (``ngf`` for a single run). Each run logs its configuration
+as parameters (``rule_opts.beta``...) and as ``config.json``, rule, model, dataset,
+seed and variant as ``ngf.*`` tags, each epoch's numbers at step = epoch, and at the
+end ``ngf-summary.json``, ``config.toml``, the final numbers, the ``ngf.status`` tag
+and the run's status (FINISHED, FAILED, or KILLED when interrupted). Only
+``MlflowClient`` is used, never MLflow's global active run, so runs in one process do
+not mix; the processes of ``--workers`` open one sqlite store in turn (a lock on the file).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import logging
 import os
 import time
 from pathlib import Path
 
 from ngf.host.hookspecs import hookimpl
 from ngf.plugins.logger_base import RunLogger, final, flat
+from ngf.runs.loggers import mlflow_default_store
 
 DEFAULT_EXPERIMENT = "ngf"
 MAX_BATCH = 100  # MLflow's log_batch takes at most 100 parameters at a time
+DATABASE, ARTIFACTS = "mlflow.db", "mlartifacts"  # the default store in the run or experiment folder
+QUIET_LOGGERS = ("mlflow.store.db.utils", "alembic")  # "Creating initial MLflow database tables..."
 END_STATES = {"completed": "FINISHED", "interrupted": "KILLED"}  # anything else: FAILED
 
 
@@ -43,11 +52,50 @@ def _file_store_allowed():
 
 
 def tracking_uri(arg: str | None, run) -> str:
-    """The store: ``arg`` (a folder becomes a file store), else ``mlruns/`` in the experiment or run folder."""
+    """The store: ``arg`` (a folder becomes a file store), else ``mlflow.db`` (sqlite) or, with
+    ``NGF_MLFLOW_STORE=file``, ``mlruns/`` in the experiment or run folder."""
     if arg and "://" in arg:
         return arg
-    folder = Path(arg) if arg else (run.experiment or run.out or Path.cwd()) / "mlruns"
-    return folder.resolve().as_uri()
+    if arg:
+        return Path(arg).resolve().as_uri()
+    folder = (run.experiment or run.out or Path.cwd()).resolve()
+    if mlflow_default_store() == "file":
+        return (folder / "mlruns").as_uri()
+    return f"sqlite:///{folder / DATABASE}"
+
+
+@contextlib.contextmanager
+def _opening(uri: str):
+    """While the client opens the store: the file store allowed; a sqlite file locked (two processes
+    creating its tables, or one experiment, at once would collide) and MLflow's set-up lines kept quiet."""
+    if uri.startswith("file:"):
+        with _file_store_allowed():
+            yield None
+        return
+    if not uri.startswith("sqlite:///"):
+        yield None
+        return
+    database = Path(uri[len("sqlite:///"):])
+    quiet = [logging.getLogger(name) for name in QUIET_LOGGERS]
+    levels = [logger.level for logger in quiet]
+    with open(database, "ab") as handle:  # an empty file is a new sqlite database
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        for logger in quiet:
+            logger.setLevel(logging.WARNING)
+        try:
+            yield database.parent / ARTIFACTS
+        finally:
+            for logger, level in zip(quiet, levels):
+                logger.setLevel(level)
+
+
+def _experiment(client, name: str, artifacts: Path | None) -> str:
+    """The id of experiment ``name``, created (its artifacts in ``artifacts``, when given) if new."""
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = artifacts.as_uri() if artifacts is not None else None
+    return client.create_experiment(name, artifact_location=location)
 
 
 class MlflowRun:
@@ -68,11 +116,9 @@ class MlflowLogger(RunLogger):
         from mlflow.tracking import MlflowClient
 
         uri = tracking_uri(arg, run)
-        with _file_store_allowed() if uri.startswith("file:") else contextlib.nullcontext():
+        with _opening(uri) as artifacts:
             client = MlflowClient(tracking_uri=uri)
-        name = run.group or DEFAULT_EXPERIMENT
-        experiment = client.get_experiment_by_name(name)
-        experiment_id = experiment.experiment_id if experiment is not None else client.create_experiment(name)
+            experiment_id = _experiment(client, run.group or DEFAULT_EXPERIMENT, artifacts)
         tags = {f"ngf.{k}": v for k, v in run.tags.items()}
         opened = client.create_run(experiment_id, run_name=run.name, tags=tags)
         handle = MlflowRun(client, opened.info.run_id)

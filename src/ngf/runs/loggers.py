@@ -26,8 +26,12 @@ class Logger(NamedTuple):
 LOGGERS = {
     "tensorboard": Logger("tensorboard", "DIR: the log folder (default: the run folder's tb/)"),
     "wandb": Logger("wandb", "PROJECT: the W&B project (default: ngf)"),
-    "mlflow": Logger("mlflow", "TRACKING_URI: the store (default: a local mlruns/ folder)"),
+    "mlflow": Logger("mlflow", "TRACKING_URI: the store (default: sqlite:///…/mlflow.db in the run or "
+                               "experiment folder; $NGF_MLFLOW_STORE=file: a mlruns/ file store there)"),
 }
+MLFLOW_STORE_ENV = "NGF_MLFLOW_STORE"  # the default MLflow store: sqlite (MLflow's advice) or file (mlruns/)
+MLFLOW_STORES = ("sqlite", "file")
+SQL_MODULES = ("sqlalchemy", "alembic")  # what MLflow's SQL stores need besides mlflow-skinny
 
 
 def install_hint(name: str) -> str:
@@ -67,6 +71,25 @@ def import_library(name: str):
         raise NgfError(f"--log {name} needs the {module} library ({exc}); {install_hint(name)}") from None
 
 
+def mlflow_default_store() -> str:
+    """The store ``--log mlflow`` opens without a TRACKING_URI: ``$NGF_MLFLOW_STORE``, else sqlite."""
+    store = os.environ.get(MLFLOW_STORE_ENV, "").strip().lower() or MLFLOW_STORES[0]
+    if store not in MLFLOW_STORES:
+        raise NgfError(f"${MLFLOW_STORE_ENV} must be {' or '.join(MLFLOW_STORES)} (the store --log mlflow "
+                       f"opens by default), got {os.environ[MLFLOW_STORE_ENV]!r}")
+    return store
+
+
+def _check_mlflow_store(arg: str | None) -> None:
+    """A sqlite store (the default one) needs SQLAlchemy and Alembic, which mlflow-skinny lacks."""
+    sql = mlflow_default_store() == "sqlite" if arg is None else arg.startswith("sqlite:")
+    missing = [m for m in SQL_MODULES if importlib.util.find_spec(m) is None] if sql else []
+    if missing:
+        store = "default store (sqlite)" if arg is None else f"store {arg}"
+        raise NgfError(f"--log mlflow's {store} needs {' and '.join(missing)}, which mlflow-skinny lacks; "
+                       f"{install_hint('mlflow')}, or choose the file store: {MLFLOW_STORE_ENV}=file")
+
+
 def check_log(config) -> None:
     """Refuse ``config.log`` entries no run could use: unknown names, missing libraries, no folder."""
     parsed = parse_log(config.log)
@@ -77,6 +100,8 @@ def check_log(config) -> None:
         if importlib.util.find_spec(LOGGERS[name].module) is None:  # cheap: nothing is imported yet
             raise NgfError(f"--log {name} needs the {LOGGERS[name].module} library, which is not installed; "
                            f"{install_hint(name)}")
+        if name == "mlflow":
+            _check_mlflow_store(arg)
         if name == "tensorboard" and arg is None and config.out is None and config.experiment is None:
             raise NgfError("--log tensorboard writes to the run folder's tb/: pass --out DIR, or name the "
                            "log folder with --log tensorboard:DIR")

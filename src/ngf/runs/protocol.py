@@ -22,9 +22,13 @@ from ngf.core.errors import NgfError, unknown_name
 from ngf.core.init import seed_key
 from ngf.core.losses import loss_named
 from ngf.data.splits import DataSplits
+from ngf.runs.memory import _size as memory_size
+from ngf.runs.memory import available_bytes
 
 WEIGHT_DECAY_MODES = ("coupled", "decoupled")
 MOMENTUM_OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop")  # the optimisers --momentum applies to
+DEFAULT_GAMMA = 0.1  # RunConfig.gamma's default: any other value asks for --schedule multistep
+PAD_COPIES = 2  # padded images are held on the host and, for training, on the device
 VAL_STREAM = 0x7A1  # folded into the run's seed for the validation split: the data order key is not used
 
 
@@ -43,6 +47,8 @@ def _check_milestones(config) -> None:
     if config.schedule != "multistep":
         if milestones:
             raise NgfError(f"milestones apply to --schedule multistep, not {config.schedule}")
+        if gamma != DEFAULT_GAMMA:  # as --momentum for an optimiser without one: it would do nothing
+            raise NgfError(f"--gamma applies to --schedule multistep, not {config.schedule}")
         return
     if not milestones:
         raise NgfError("--schedule multistep needs --milestones E1,E2,... (the epochs after which lr × gamma)")
@@ -67,12 +73,12 @@ def check_protocol(config) -> None:
     _check_milestones(config)
     if not _number(config.epochs_scale) or config.epochs_scale <= 0:
         raise NgfError(f"epochs-scale must be a positive number, got {config.epochs_scale!r}")
-    for name in ("val_split", "pad_to"):
-        value = getattr(config, name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-            raise NgfError(f"{name.replace('_', '-')} must be a non-negative integer, got {value!r}")
-    if config.pad_to == 0:
-        raise NgfError("pad-to must be a positive image size, got 0")
+    value = config.val_split
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise NgfError(f"val-split must be a non-negative integer, got {value!r}")
+    value = config.pad_to  # 0, -3, 30.0 and 'x' (the command line passes what is not an integer on) alike
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise NgfError(f"pad-to must be a positive integer (the side S of the S×S padded images), got {value!r}")
     loss_named(config.loss)
 
 
@@ -137,12 +143,27 @@ def pad_images(data: DataSplits, size: int | None, name: str) -> DataSplits:
         raise NgfError(f"--pad-to {size}: dataset {name!r}'s images are {tuple(data.x_train.shape[1:])}, "
                        f"not images of at most {size}×{size}")
 
+    _check_pad_memory(data, size, name)
+
     def pad(x):  # (S − H) // 2 rows above, the rest below; the same for columns
         rows, cols = size - height, size - width
         spec = [(0, 0), (rows // 2, rows - rows // 2), (cols // 2, cols - cols // 2)] + [(0, 0)] * (x.ndim - 3)
         return np.pad(np.asarray(x), spec)
 
     return data._replace(x_train=pad(data.x_train), x_test=pad(data.x_test))
+
+
+def _check_pad_memory(data: DataSplits, size: int, name: str) -> None:
+    """Refuse padding whose arrays cannot fit in memory, from shapes alone, before any is allocated
+    (as ``ngf.runs.memory`` does for a model)."""
+    count = len(data.x_train) + len(data.x_test)
+    channels = int(np.prod(data.x_train.shape[3:]))
+    needed = count * size * size * channels * data.x_train.dtype.itemsize
+    limit, where = available_bytes()
+    if limit is not None and PAD_COPIES * needed > limit:
+        raise NgfError(f"--pad-to {size}: the {count:,} images of dataset {name!r} padded to {size}×{size} take "
+                       f"{memory_size(needed)}; training holds {PAD_COPIES} copies of them "
+                       f"({memory_size(PAD_COPIES * needed)}), more than the {memory_size(limit)} {where}")
 
 
 def hold_out(data: DataSplits, n: int, seed: int) -> tuple[DataSplits, tuple]:
