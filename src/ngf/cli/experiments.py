@@ -46,13 +46,28 @@ def experiment_command(args, registry, console) -> list:
     by_rule = {rule: {k: v for k, v in options.items() if k not in typed}
                for rule, options in planned.get("by_rule", {}).items()}
     runs = plan(base, rules, datasets, seeds, grid, Path(args.out), registry, by_rule)
-    summaries = execute(runs, registry, lambda item: RichCallbacks(console, item.config.run_epochs, args.quiet),
-                        executor=(getattr(args, "executor", "local"), getattr(args, "ray_address", None)),
-                        overwrite=args.overwrite, report=lambda line: console.print(line, soft_wrap=True),
-                        stack=getattr(args, "stack", None),  # --stack (ngf.experiments.stacked)
-                        workers=getattr(args, "workers", 1))  # --workers (ngf.experiments.workers)
-    text = "ngf " + shlex.join(getattr(args, "argv", None) or [args.command])
-    return write_report(Path(args.out), runs, summaries, text, console)
+    held = []  # the experiment folder's lock: one compare or sweep writes it at a time
+    try:
+        summaries = execute(runs, registry, lambda item: RichCallbacks(console, item.config.run_epochs, args.quiet),
+                            executor=(getattr(args, "executor", "local"), getattr(args, "ray_address", None)),
+                            overwrite=args.overwrite, report=lambda line: console.print(line, soft_wrap=True),
+                            stack=getattr(args, "stack", None),  # --stack (ngf.experiments.stacked)
+                            workers=getattr(args, "workers", 1),  # --workers (ngf.experiments.workers)
+                            claim=lambda: held.append(claim_folder(Path(args.out))))
+        text = "ngf " + shlex.join(getattr(args, "argv", None) or [args.command])
+        return write_report(Path(args.out), runs, summaries, text, console)
+    finally:
+        for folder_lock in held:
+            folder_lock.release()
+
+
+def claim_folder(out: Path):
+    """The experiment folder, created if missing, locked for this command (``NgfError`` naming the pid of
+    another ngf command that holds it)."""
+    from ngf.runs.folder import lock
+
+    out.mkdir(parents=True, exist_ok=True)
+    return lock(out)
 
 
 def plot_command(args, console) -> None:

@@ -80,8 +80,11 @@ def prepare(item: Planned, registry, overwrite: bool):
 def execute(runs: list[Planned], registry, make_callbacks: Callable[[Planned], Callbacks] | None = None,
             overwrite: bool = False, report: Callable[[str], None] = print,
             executor: tuple[str, str | None] = ("local", None), stack: int | None = None,
-            workers: int | str = 1) -> list[dict]:
+            workers: int | str = 1, claim: Callable[[], None] | None = None) -> list[dict]:
     """Run (or read back, or resume) every planned run; return their summaries in order.
+
+    ``claim`` is called once every option, rule, model and folder has been checked, before any
+    folder is touched (the experiment command takes its folder's lock there).
 
     ``executor`` is ``("local", None)`` (one run after another in this process) or
     ``("ray", ADDRESS or None)`` (every run still to train as a Ray task,
@@ -97,6 +100,8 @@ def execute(runs: list[Planned], registry, make_callbacks: Callable[[Planned], C
     elif executor[0] == "local" and runs:  # --threads K here: before check_plan starts JAX
         threads.apply(runs[0].config.threads)
     check_plan(runs, registry)  # every run's options, rule and model, then every folder, before hours of work
+    if claim is not None:
+        claim()
     prepared = [prepare(item, registry, overwrite) for item in runs]
     if workers != 1:
         return run_in_workers(runs, prepared, registry, workers, report, stack)

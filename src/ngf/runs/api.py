@@ -14,7 +14,7 @@ import functools
 from ngf.core.errors import Diverged, NgfError
 from ngf.core.parallel import DataParallel, device_count
 from ngf.host.registry import Registry, load_registry
-from ngf.runs import configfile, folder, loop, resuming, threads
+from ngf.runs import configfile, folder, identity, loop, resuming, threads
 from ngf.runs.callbacks import Callbacks, WithHooks
 from ngf.runs.compilecache import enable_compile_cache
 from ngf.runs.config import RunConfig
@@ -62,6 +62,8 @@ def run(config: RunConfig | None = None, *, registry: Registry | None = None,
         callbacks = WithHooks(callbacks or Callbacks(), registry.manager, config)
         resolved = resolve(config, registry, {"rule": rule_name, "model": model_name, "dataset": dataset_name})
         _check_devices(config)  # every input is checked before any of the run's files is written
+        place.identity = identity.of_run(resuming.comparable(config, registry), resolved.data,
+                                         resolved.names["dataset"])
         record = configfile.resolved(config, registry, resolved.names) if out is not None else None
         place.write_config = functools.partial(configfile.write, out, config, registry, resolved.names, record)
         if not (config.resume or place.replaces):  # a resumed run rewrites it once its checkpoint is read

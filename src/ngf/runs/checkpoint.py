@@ -6,7 +6,10 @@ leaf of the ``TrainState`` (parameters, optimiser state, rule state, the rule's 
 parameters and their optimiser state, the step key and count) as an array.
 Structure comes from the run itself: on resume the freshly initialised state is the
 template whose leaves the stored ones replace, so a checkpoint only loads into the
-run that wrote it. PRNG keys are stored as their raw key data.
+run that wrote it. PRNG keys are stored as their raw key data. It also records the run's
+identity (``ngf.runs.identity``: fingerprints of its configuration and its data) and a checksum
+of everything it holds, both checked when the run resumes (since format 2; a format-2 file
+without them is read as it is).
 
 It is written to a temporary file, flushed to disk and renamed over the old one, so
 a kill during the write leaves the previous checkpoint intact. Epoch ``e`` draws its
@@ -17,6 +20,7 @@ continues the run exactly.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -27,6 +31,7 @@ from flax import serialization
 
 from ngf.core.errors import NgfError
 from ngf.runs import atomic
+from ngf.runs import identity as identify
 from ngf.runs.files import CHECKPOINT_FILE, CONFIG_FILE, write_metrics
 
 CHECKPOINT = CHECKPOINT_FILE
@@ -42,12 +47,25 @@ def _to_numpy(leaf) -> np.ndarray:
     return np.asarray(jax.random.key_data(leaf) if _is_key(leaf) else leaf)
 
 
-def encode(state, epoch: int, history: list, wall_seconds: float = 0.0) -> bytes:
-    """The bytes of a checkpoint of ``state`` after ``epoch`` epochs and ``wall_seconds`` of every process."""
+def encode(state, epoch: int, history: list, wall_seconds: float = 0.0, identity: dict | None = None) -> bytes:
+    """The bytes of a checkpoint of ``state`` after ``epoch`` epochs and ``wall_seconds`` of every process,
+    with the run's ``identity`` (``ngf.runs.identity``) and a checksum of what it holds."""
     leaves = jax.device_get([_to_numpy(leaf) for leaf in jax.tree.leaves(state)])
     payload = {"format": FORMAT, "epoch": epoch, "history": json.dumps(history), "wall_seconds": float(wall_seconds),
-               "leaves": {f"{i:05d}": leaf for i, leaf in enumerate(leaves)}}
+               "identity": json.dumps(identity), "leaves": {f"{i:05d}": leaf for i, leaf in enumerate(leaves)}}
+    payload["checksum"] = checksum(payload)
     return serialization.msgpack_serialize(payload)
+
+
+def checksum(payload: dict) -> str:
+    """A digest of a payload's epoch, history, identity and every leaf's dtype, shape and bytes."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(json.dumps([payload["epoch"], payload["history"], payload.get("identity")]).encode())
+    for key in sorted(payload["leaves"]):
+        leaf = np.ascontiguousarray(payload["leaves"][key])
+        digest.update(f"{key}{leaf.dtype.str}{leaf.shape}".encode())
+        digest.update(memoryview(leaf).cast("B"))
+    return digest.hexdigest()
 
 
 def decode(blob: bytes, template) -> tuple[object, int, list]:
@@ -75,11 +93,12 @@ def _restore(payload: dict, template) -> tuple[object, int, list]:
     return jax.tree.unflatten(treedef, restored), int(payload["epoch"]), json.loads(payload["history"])
 
 
-def save(out: Path | None, state, history: list, wall_seconds: float = 0.0) -> None:
+def save(out: Path | None, state, history: list, wall_seconds: float = 0.0, identity: dict | None = None) -> None:
     """Write the checkpoint after ``len(history)`` epochs: temporary file, fsync, rename."""
     if out is None:
         return
-    atomic.write_bytes(Path(out) / CHECKPOINT, encode(state, len(history), history, wall_seconds), sync=True)
+    atomic.write_bytes(Path(out) / CHECKPOINT, encode(state, len(history), history, wall_seconds, identity),
+                       sync=True)
 
 
 def load(out: Path, template) -> tuple[object, list]:
@@ -88,13 +107,18 @@ def load(out: Path, template) -> tuple[object, list]:
     return state, history
 
 
-def _load(out: Path, template) -> tuple[object, list, float]:
-    """``(state, history, wall seconds of the processes so far)`` from ``out``'s checkpoint."""
+def _load(out: Path, template, identity: dict | None = None) -> tuple[object, list, float]:
+    """``(state, history, wall seconds of the processes so far)`` from ``out``'s checkpoint, which must be
+    whole (its checksum) and the run ``identity`` describes."""
     path = Path(out) / CHECKPOINT
     if not path.is_file():
         raise NgfError(f"cannot resume: {path} does not exist (no epoch of that run finished)")
     try:
         payload = serialization.msgpack_restore(path.read_bytes())
+        if "checksum" in payload and payload["checksum"] != checksum(payload):
+            raise NgfError(f"cannot resume: {path} is damaged (its contents do not match its checksum); "
+                           "start the run afresh with --overwrite")
+        identify.check(Path(out), json.loads(payload.get("identity") or "null"), identity)
         state, epoch, history = _restore(payload, template)
         if not isinstance(history, list) or not 0 <= epoch <= len(history):
             raise ValueError(f"it holds {epoch} epochs but a history of {len(history)}")
@@ -138,13 +162,15 @@ def stored_history(out: Path | None) -> list:
         return []
 
 
-def start(out: Path | None, state, resume: bool, writer: bool = True) -> tuple[object, list, float]:
+def start(out: Path | None, state, resume: bool, writer: bool = True,
+          identity: dict | None = None) -> tuple[object, list, float]:
     """The state, history and wall seconds so far a run starts from: fresh, or restored from ``out``.
 
     A fresh run leaves the folder alone (an overwritten run's files go when the new run
     claims the folder, ``ngf.runs.folder``); a resumed one rewrites ``metrics.jsonl`` to
     the epochs the checkpoint holds (a kill may have left a later line behind). A run
-    killed before its first checkpoint resumes from the start. Only a ``writer`` (process 0
+    killed before its first checkpoint resumes from the start. A restored checkpoint must be whole
+    and record the run ``identity`` (``ngf.runs.identity``). Only a ``writer`` (process 0
     of a multi-process run) rewrites anything.
     """
     if out is None:
@@ -155,7 +181,7 @@ def start(out: Path | None, state, resume: bool, writer: bool = True) -> tuple[o
         return state, [], 0.0
     history, seconds = [], 0.0
     if (Path(out) / CHECKPOINT).is_file() or not (Path(out) / CONFIG_FILE).is_file():
-        state, history, seconds = _load(out, state)
+        state, history, seconds = _load(out, state, identity)
     if writer:
         write_metrics(out, history)
     return state, history, seconds

@@ -113,14 +113,24 @@ def _same_file(handle: int, path: Path) -> bool:
 
 
 def _open_lock_file(path: Path) -> int:
+    """Open (create) the lock file itself: never through a symbolic link or a hard link planted in the folder
+    (one is removed and the file made afresh, so that writing the pid truncates nothing outside)."""
     flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    try:
-        return os.open(path, flags, 0o644)
-    except OSError as exc:
-        if exc.errno != errno.ELOOP:
-            raise
-        path.unlink()  # a symbolic link where the lock goes: removed, never followed
-        return os.open(path, flags, 0o644)
+    for _ in range(3):
+        try:
+            handle = os.open(path, flags, 0o644)
+        except IsADirectoryError:
+            raise NgfError(f"{path} is a directory where ngf keeps its lock file; remove it") from None
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            path.unlink()  # a symbolic link where the lock goes: removed, never followed
+            continue
+        if os.fstat(handle).st_nlink <= 1:
+            return handle
+        os.close(handle)
+        path.unlink()  # a hard link to a file elsewhere: removed, never written
+    raise NgfError(f"{path} keeps being replaced by a link; remove it")
 
 
 def lock(out: Path) -> FolderLock:
@@ -157,6 +167,7 @@ class RunFolder:
         self.out, self.created, self.held, self.writer = out, created, held, writer
         self.replaces, self.write_config, self.claimed = replaces, write_config, False
         self.resumed = False  # a resumed run's files are never removed: they are the run
+        self.identity = None  # what its checkpoints record of the run (ngf.runs.identity), once resolved
 
     @property
     def writes(self) -> Path | None:

@@ -72,7 +72,7 @@ def _start(config: RunConfig, run: Resolved, place: RunFolder, clock: Clock):
     val = engine.place(jax.device_put(tuple(run.val)))
     rule_key, data_key = jax.random.split(seed_key(config.seed))
     fresh = engine.init(rule_key, params)
-    state, history, clock.earlier = checkpoint.start(out, fresh, config.resume, place.writer)
+    state, history, clock.earlier = checkpoint.start(out, fresh, config.resume, place.writer, place.identity)
     state = own_buffers(engine.place(state))  # a restored checkpoint arrives on the host
     if config.resume and place.writer:  # the summary of where it stopped no longer holds; the config is rewritten
         files.remove_summary(out)
@@ -133,7 +133,7 @@ def train(config: RunConfig, run: Resolved, place: RunFolder, callbacks: WithHoo
             if setup.track is not None:  # outside the timed epoch: one jitted call on the first training batch
                 record["alignment_degrees"] = setup.track(state)
             place.claim()  # an --overwrite run's old files go now, as its first checkpoint comes
-            checkpoint.save(out, state, history + [record], clock.total())  # first the checkpoint, then the record
+            checkpoint.save(out, state, history + [record], clock.total(), place.identity)  # the checkpoint, then the record
             history.append(record)
             files.write_metrics(out, history)
             callbacks.on_epoch(record)

@@ -31,7 +31,7 @@ from ngf.core.engine import Engine, choose_steps_per_call
 from ngf.core.errors import NgfError
 from ngf.core.init import initialise, seed_key
 from ngf.core.stacked import StackedEngine, stack_trees, take, unstack_tree
-from ngf.runs import atomic, checkpoint, configfile, files, folder, resuming
+from ngf.runs import atomic, checkpoint, configfile, files, folder, identity, resuming
 from ngf.runs.arguments import check_arguments, plain_numbers
 from ngf.runs.callbacks import Callbacks, WithHooks
 from ngf.runs.compilecache import enable_compile_cache
@@ -75,6 +75,7 @@ def open_member(config: RunConfig, registry, callbacks, stack: dict) -> tuple[Me
             resuming.check_same_run(config, registry)
         hooks = WithHooks(callbacks or Callbacks(), registry.manager, config)
         run = resolve(config, registry)
+        place.identity = identity.of_run(resuming.comparable(config, registry), run.data, run.names["dataset"])
         record = configfile.resolved(config, registry, run.names)
         place.write_config = functools.partial(configfile.write, place.out, config, registry, run.names, record)
         if not (config.resume or place.replaces):  # a resumed run rewrites it once its checkpoint is read
@@ -132,7 +133,8 @@ def _start(members: list[Member], run: Resolved):
         rule_key, member.data_key = jax.random.split(seed_key(member.config.seed))
         fresh = engine.init(rule_key, params)
         out = member.place.out
-        state, member.history, member.clock.earlier = checkpoint.start(out, fresh, member.config.resume)
+        state, member.history, member.clock.earlier = checkpoint.start(
+            out, fresh, member.config.resume, identity=member.place.identity)
         if member.config.resume:  # the summary of where it stopped no longer holds; the config is rewritten
             files.remove_summary(out)
             member.place.claim()
@@ -203,7 +205,8 @@ def _record(member: Member, state, record: dict) -> bool:
         return False
     member.place.claim()  # an --overwrite run's old files go now, as its first checkpoint comes
     out = member.place.writes
-    checkpoint.save(out, state, member.history + [record], member.clock.total())  # checkpoint, then the record
+    checkpoint.save(out, state, member.history + [record], member.clock.total(),  # the checkpoint, then the record
+                    member.place.identity)
     member.history.append(record)
     files.write_metrics(out, member.history)
     member.callbacks.on_epoch(record)

@@ -1,0 +1,132 @@
+"""Issue 32, part B: an experiment folder has one writer, a resume continues exactly the run that was started
+or refuses, the run's own files are never a target, and damaged files are named.
+
+Each test names its item of the issue. Runs are tiny (6×6 images, widths 8, two or three epochs).
+"""
+
+import gzip
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ngf.cli import main
+from ngf.data.idx import write_idx
+from ngf.experiments import runner
+from ngf.runs import folder
+from ngf.runs.files import LOCK_FILE
+
+PLUGIN = ["--plugin", "ngf_tiny_data"]
+TINY = [*PLUGIN, "--batch-size", "16", "--model-opt", "widths=8", "--quiet"]
+RUN = ["run", *TINY, "--dataset", "tiny", "--rule", "bp", "--epochs", "2"]
+
+
+def one_line_error(capsys, *words) -> str:
+    """The one line a refused command printed, checked to contain ``words``."""
+    output = capsys.readouterr()
+    text = (output.out + output.err).strip()
+    assert len(text.splitlines()) == 1 and "Traceback" not in text, text
+    for word in words:
+        assert word in text, text
+    return text
+
+
+# --- 1. an experiment folder is one writer's at a time -------------------------------------------
+
+
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["here", "workers"])
+def test_1_a_second_compare_into_a_folder_in_use_is_refused_and_the_first_results_stay(tmp_path, capsys, workers):
+    out = tmp_path / "cmp"
+    argv = ["compare", "--rules", "bp,fa", "--datasets", "tiny", "--epochs", "1", "--out", str(out), *TINY]
+    assert main(argv) == 0
+    before = {p.name: p.read_bytes() for p in (out / "results.csv", out / "results.md")}
+    assert not (out / LOCK_FILE).exists()  # released when the command ended
+    held = folder.lock(out)  # another compare or sweep writing the folder
+    try:
+        capsys.readouterr()
+        assert main(argv[:-1] + ["--epochs", "2", "--overwrite", "--quiet", *workers]) == 2
+        one_line_error(capsys, f"{out} is in use by another ngf run (pid {os.getpid()})")
+        assert main(["sweep", "--rule", "bp", "--datasets", "tiny", "--grid", "lr=0.1,0.01", "--epochs", "1",
+                     "--out", str(out), *TINY, *workers]) == 2
+    finally:
+        held.release()
+    assert {p.name: p.read_bytes() for p in (out / "results.csv", out / "results.md")} == before
+
+
+def test_1_a_compare_holds_its_folder_while_its_runs_train(tmp_path, monkeypatch):
+    out, seen = tmp_path / "cmp", []
+    real = runner._run_here
+
+    def watching(*args, **kwargs):  # while a run trains, a second writer cannot take the folder
+        with pytest.raises(Exception, match="is in use by another ngf run") as info:
+            folder.lock(out)
+        seen.append(str(info.value))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "_run_here", watching)
+    assert main(["compare", "--rules", "bp", "--datasets", "tiny", "--epochs", "1", "--out", str(out), *TINY]) == 0
+    assert len(seen) == 1 and not (out / LOCK_FILE).exists()
+
+
+# --- 2. a resume continues exactly the run that was started, or refuses ----------------------------
+
+
+def idx_folder(path: Path, seed: int) -> Path:
+    """A tiny dataset of four IDX files; another ``seed`` gives other images."""
+    rng = np.random.default_rng(seed)
+    path.mkdir(parents=True)
+    write_idx(path / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (64, 6, 6), dtype=np.uint8))
+    write_idx(path / "train-labels-idx1-ubyte.gz", rng.integers(0, 3, 64).astype(np.uint8))
+    write_idx(path / "t10k-images-idx3-ubyte.gz", rng.integers(0, 256, (20, 6, 6), dtype=np.uint8))
+    write_idx(path / "t10k-labels-idx1-ubyte.gz", rng.integers(0, 3, 20).astype(np.uint8))
+    return path
+
+
+def test_2_a_resume_on_other_data_is_refused(tmp_path, monkeypatch, capsys):
+    for name, seed in (("a", 0), ("b", 1)):
+        idx_folder(tmp_path / name / "mnist", seed)
+    monkeypatch.setenv("NGF_DATA_DIR", str(tmp_path / "a"))
+    out = tmp_path / "run"
+    argv = ["run", "--dataset", "mnist", "--rule", "bp", "--epochs", "1", "--batch-size", "16", "--model-opt",
+            "widths=8", "--quiet", "--out", str(out)]
+    assert main(argv) == 0
+    monkeypatch.setenv("NGF_DATA_DIR", str(tmp_path / "b"))
+    capsys.readouterr()
+    assert main(["run", "--resume", str(out), "--epochs", "2", "--quiet"]) == 2
+    one_line_error(capsys, "dataset 'mnist' now loads other data than the run trained on")
+    monkeypatch.setenv("NGF_DATA_DIR", str(tmp_path / "a"))
+    assert main(["run", "--resume", str(out), "--epochs", "2", "--quiet"]) == 0  # its own data: it continues
+
+
+def test_2_an_edited_config_or_a_foreign_checkpoint_is_refused(tmp_path, capsys):
+    first, other = tmp_path / "first", tmp_path / "other"
+    assert main([*RUN, "--out", str(first)]) == 0
+    assert main([*RUN, "--lr", "0.01", "--out", str(other)]) == 0
+    edited = tmp_path / "edited"
+    shutil.copytree(first, edited)
+    config = edited / "config.toml"
+    config.write_text(config.read_text().replace("lr = 0.001", "lr = 0.005"))
+    capsys.readouterr()
+    assert main(["run", *PLUGIN, "--resume", str(edited), "--epochs", "3", "--quiet"]) == 2
+    one_line_error(capsys, "its config.toml does not describe the run its checkpoint holds")
+    shutil.copy(other / "checkpoint.msgpack", first / "checkpoint.msgpack")
+    assert main(["run", *PLUGIN, "--resume", str(first), "--epochs", "3", "--quiet"]) == 2
+    one_line_error(capsys, "the checkpoint copied from another run")
+
+
+# --- 9. damaged files are named ------------------------------------------------------------------
+
+
+def test_9_a_checkpoint_with_flipped_bytes_is_reported_damaged(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*RUN, "--out", str(out)]) == 0
+    path = out / "checkpoint.msgpack"
+    blob = bytearray(path.read_bytes())
+    for at in range(len(blob) - 400, len(blob) - 300, 7):  # inside the last arrays' bytes
+        blob[at] ^= 0x40
+    path.write_bytes(bytes(blob))
+    capsys.readouterr()
+    assert main(["run", *PLUGIN, "--resume", str(out), "--epochs", "3", "--quiet"]) == 2
+    one_line_error(capsys, f"{path} is damaged")
