@@ -16,6 +16,7 @@ BUILTIN_PLUGINS = (
     "ngf.plugins.ddtp",
     "ngf.plugins.local_loss",
     "ngf.plugins.ff",
+    "ngf.plugins.fg",
     "ngf.plugins.ep",
     "ngf.plugins.models",
     "ngf.plugins.resnet_plugin",
