@@ -37,7 +37,7 @@ from ngf.runs.resolve import resolve_model
 TESTS = Path(__file__).resolve().parent
 TINY = ["--plugin", "ngf_tiny_data", "--dataset", "tiny"]
 SMALL = ["--rule", "bp", "--model-opt", "widths=8", "--batch-size", "16", "--quiet"]
-RUN = ["run", *TINY, *SMALL, "--epochs", "3"]
+RUN = ["run", *TINY, *SMALL, "--epochs", "3", "--schedule", "constant"]  # constant: a resume may extend it
 OPTIONS = dict(rule="bp", epochs=2, batch_size=16, model_opts={"widths": (8,)})
 
 

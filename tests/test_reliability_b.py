@@ -20,7 +20,7 @@ from ngf.runs.files import LOCK_FILE
 
 PLUGIN = ["--plugin", "ngf_tiny_data"]
 TINY = [*PLUGIN, "--batch-size", "16", "--model-opt", "widths=8", "--quiet"]
-RUN = ["run", *TINY, "--dataset", "tiny", "--rule", "bp", "--epochs", "2"]
+RUN = ["run", *TINY, "--dataset", "tiny", "--rule", "bp", "--epochs", "2", "--schedule", "constant"]
 
 
 def one_line_error(capsys, *words) -> str:
@@ -90,7 +90,7 @@ def test_2_a_resume_on_other_data_is_refused(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("NGF_DATA_DIR", str(tmp_path / "a"))
     out = tmp_path / "run"
     argv = ["run", "--dataset", "mnist", "--rule", "bp", "--epochs", "1", "--batch-size", "16", "--model-opt",
-            "widths=8", "--quiet", "--out", str(out)]
+            "widths=8", "--schedule", "constant", "--quiet", "--out", str(out)]
     assert main(argv) == 0
     monkeypatch.setenv("NGF_DATA_DIR", str(tmp_path / "b"))
     capsys.readouterr()
@@ -130,3 +130,17 @@ def test_9_a_checkpoint_with_flipped_bytes_is_reported_damaged(tmp_path, capsys)
     capsys.readouterr()
     assert main(["run", *PLUGIN, "--resume", str(out), "--epochs", "3", "--quiet"]) == 2
     one_line_error(capsys, f"{path} is damaged")
+
+
+def test_2_a_resume_below_the_finished_epochs_or_changing_a_cosine_runs_length_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*RUN, "--schedule", "cosine", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["run", *PLUGIN, "--resume", str(out), "--epochs", "1", "--quiet"]) == 2
+    one_line_error(capsys, "it has finished 2 already (give --epochs 2 or more)")
+    assert main(["run", *PLUGIN, "--resume", str(out), "--epochs", "3", "--quiet"]) == 2
+    one_line_error(capsys, "its cosine schedule was planned for 2")
+    constant = tmp_path / "constant"
+    assert main([*RUN, "--schedule", "constant", "--out", str(constant)]) == 0
+    assert main(["run", *PLUGIN, "--resume", str(constant), "--epochs", "3", "--quiet"]) == 0  # extended
+    assert main(["run", *PLUGIN, "--resume", str(constant), "--epochs", "2", "--quiet"]) == 2

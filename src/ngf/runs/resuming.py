@@ -2,7 +2,9 @@
 
 A resumed run continues from its checkpoint, so it must be the run that ``DIR/config.toml``
 records. ``ngf run --resume DIR OPTION...``, ``ngf run OPTIONS --out DIR --resume-if-exists``
-and ``ngf.run(resume=True, ...)`` may change ``epochs`` (to extend the run), where its
+and ``ngf.run(resume=True, ...)`` may change ``epochs`` (to extend the run, never below the
+epochs it has finished, and only under a schedule that does not depend on the run's length:
+constant or multistep, not cosine), where its
 files go (``out``, ``overwrite``, ``resume``), its logging (``log_csv``, ``log``,
 ``experiment``) and its process's CPU threads (``threads``, ``ngf.runs.threads``: the
 last bits of what follows may then differ from an uninterrupted run's); any other
@@ -29,6 +31,7 @@ from ngf.runs.files import CONFIG_FILE
 MAY_DIFFER = ("epochs", "out", "overwrite", "resume", "log_csv", "log", "experiment",  # extent, files, logging
               "threads")  # the process's CPU threads: a resume may run where the first part did not
 OPTION_TABLES = {"rule_opts": "rule", "model_opts": "model"}
+LENGTH_DEPENDENT = ("cosine",)  # schedules planned over the run's length: its epochs may not change
 OBJECTS = ("rule", "model", "dataset")  # each a registered name, or an object given through the Python API
 
 
@@ -91,4 +94,18 @@ def check_same_run(config: RunConfig, registry: Registry) -> None:
                 raise NgfError(f"cannot resume {out}: {label} was {_text(before)} in that run, not "
                                f"{_text(now)} (a resume may change only the epochs and where files and logs "
                                "go; start a new run in another folder)")
+        check_extent(out, RunConfig(**read(stored_file)).run_epochs, config)
     checkpoint.check_readable(out)
+
+
+def check_extent(out: Path, planned: int, config: RunConfig) -> None:
+    """Refuse a resume to fewer epochs than the run has finished, and any change of the length of a run
+    whose schedule depends on it (cosine: its first epochs followed the plan for ``planned`` epochs)."""
+    done = len(checkpoint.stored_history(out))
+    if config.run_epochs < done:
+        raise NgfError(f"cannot resume {out} for {config.run_epochs} epochs: it has finished {done} already "
+                       f"(give --epochs {done} or more)")
+    if config.schedule in LENGTH_DEPENDENT and config.run_epochs != planned:
+        raise NgfError(f"cannot resume {out} for {config.run_epochs} epochs: its {config.schedule} schedule was "
+                       f"planned for {planned}, so its config.toml could not reproduce the longer run; start a "
+                       "new run of that length (a constant or multistep schedule may be extended)")
