@@ -144,3 +144,46 @@ def test_2_a_resume_below_the_finished_epochs_or_changing_a_cosine_runs_length_i
     assert main([*RUN, "--schedule", "constant", "--out", str(constant)]) == 0
     assert main(["run", *PLUGIN, "--resume", str(constant), "--epochs", "3", "--quiet"]) == 0  # extended
     assert main(["run", *PLUGIN, "--resume", str(constant), "--epochs", "2", "--quiet"]) == 2
+
+
+def test_2_an_overwrite_run_interrupted_before_its_first_epoch_does_not_offer_the_old_run(tmp_path, capsys,
+                                                                                          monkeypatch):
+    out = tmp_path / "run"
+    assert main([*RUN, "--out", str(out)]) == 0
+    before = (out / "metrics.jsonl").read_bytes()
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("ngf.runs.loop._compile", interrupted)
+    capsys.readouterr()
+    assert main([*RUN, "--lr", "0.5", "--out", str(out), "--overwrite"]) == 130
+    line = one_line_error(capsys, "nothing of this run to resume", "run the same command again")
+    assert "--resume" not in line and (out / "metrics.jsonl").read_bytes() == before
+
+
+# --- 3. the run's own files are never a target ----------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["checkpoint.msgpack", "metrics.jsonl", "config.toml", "summary.json", ".ngf.lock"])
+def test_3_log_csv_naming_one_of_the_runs_own_files_is_refused(tmp_path, capsys, name):
+    out = tmp_path / "run"
+    assert main([*RUN, "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    assert main(["run", *PLUGIN, "--resume", str(out), "--epochs", "3", "--log-csv", str(out / name)]) == 2
+    one_line_error(capsys, f"is the run's own {name}")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_3_the_lock_is_never_written_through_a_hard_link_planted_in_the_folder(tmp_path):
+    out, outside = tmp_path / "run", tmp_path / "outside.txt"
+    out.mkdir()
+    outside.write_text("keep this")
+    os.link(outside, out / LOCK_FILE)
+    held = folder.lock(out)
+    held.release()
+    assert outside.read_text() == "keep this"
+    (out / LOCK_FILE).mkdir()
+    with pytest.raises(Exception, match="is a directory where ngf keeps its lock file"):
+        folder.lock(out)

@@ -117,5 +117,7 @@ def _resume_hint(args, exc: KeyboardInterrupt) -> str:
             else "before the run started")
     if not out or summary is None and not (Path(out) / CONFIG_FILE).is_file():
         return f"{done}; nothing to resume"
+    if getattr(args, "overwrite", False) and not args.resume and not (summary or {}).get("epochs_completed"):
+        return f"{done}; nothing of this run to resume (what {out} held before is kept): run the same command again"
     plugins = [a for name in args.global_plugin + getattr(args, "plugin", []) for a in ("--plugin", name)]
     return f"{done}; resume with: {shlex.join(['ngf', 'run', *plugins, '--resume', str(out)])}"

@@ -24,7 +24,7 @@ import jax
 from ngf.core.errors import NgfError
 from ngf.runs.config import RunConfig
 from ngf.runs.files import (CHECKPOINT_FILE, CONFIG_FILE, LOCK_FILE, OWN_FILES, PROBE_PREFIX, holds_files,
-                            remove_debris, remove_own_files)
+                            is_debris, remove_debris, remove_own_files)
 
 
 def check(config: RunConfig) -> None:
@@ -53,7 +53,18 @@ def check(config: RunConfig) -> None:
                 break
     except OSError as exc:
         raise NgfError(f"cannot use --out {out}: {exc.strerror or exc}") from None
+    _check_log_target(config, out)
     _probe(out)
+
+
+def _check_log_target(config: RunConfig, out: Path) -> None:
+    """Refuse a --log-csv that names one of the run's own files (its checkpoint, metrics, config, summary,
+    lock): appending rows to it would destroy the run."""
+    if config.log_csv is None:
+        return
+    target = Path(config.log_csv).expanduser().resolve()
+    if target.parent == out.expanduser().resolve() and (target.name in OWN_FILES or is_debris(target.name)):
+        raise NgfError(f"--log-csv {config.log_csv} is the run's own {target.name}; choose another file")
 
 
 def _probe(out: Path) -> None:
