@@ -16,6 +16,7 @@ from ngf.cli import main
 from ngf.data.idx import write_idx
 from ngf.experiments import runner
 from ngf.runs import folder
+from ngf.runs.configfile import read as read_config
 from ngf.runs.files import LOCK_FILE
 
 PLUGIN = ["--plugin", "ngf_tiny_data"]
@@ -187,3 +188,15 @@ def test_3_the_lock_is_never_written_through_a_hard_link_planted_in_the_folder(t
     (out / LOCK_FILE).mkdir()
     with pytest.raises(Exception, match="is a directory where ngf keeps its lock file"):
         folder.lock(out)
+
+
+def test_2_a_run_resumed_by_the_same_compare_with_workers_keeps_its_threads(tmp_path):
+    out = tmp_path / "cmp"
+    argv = ["compare", "--rules", "bp,fa", "--datasets", "tiny", "--epochs", "2", "--schedule", "constant",
+            "--workers", "2", "--out", str(out), *TINY]
+    assert main(argv) == 0
+    run = out / "tiny" / "fa" / "seed0"
+    threads = read_config(run / "config.toml")["threads"]
+    (run / "summary.json").unlink()  # as if the comparison had been stopped before fa ended: it resumes
+    assert main(argv) == 0
+    assert read_config(run / "config.toml")["threads"] == threads

@@ -266,7 +266,9 @@ def run_in_workers(runs: list, prepared: list, registry, workers, report, stack=
     if not keys:
         return summaries
     count = worker_count(workers, len(keys))
-    threads = prepared[keys[0]][0].threads or max(1, len(usable_cores()) // count)
+    # each worker's share of the cores as the whole plan gives it, not the runs left: a run resumed by the
+    # same command keeps the threads of its first part (its bits, and config.toml's record)
+    threads = prepared[keys[0]][0].threads or max(1, len(usable_cores()) // worker_count(workers, len(runs)))
     check(threads)  # not more than the cores there are
     todo = tasks(keys, prepared, threads, stack)
     pool = Workers(min(count, len(todo)), threads, registry, labels, report)
