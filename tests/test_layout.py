@@ -119,7 +119,7 @@ def test_no_function_is_longer_than_the_limit():
 def test_core_holds_only_the_learning_machinery():
     core = {name.rpartition(".")[2] for name in _modules() if name.startswith("ngf.core.")}
     assert core == {"alignment", "checks", "distributed", "engine", "errors", "feedback", "init", "losses", "network",
-                    "parallel", "rule", "stacked", "step"}
+                    "parallel", "rule", "rule_checks", "stacked", "step"}
     imported = {m for name, deps in import_graph().items() if name.startswith("ngf.core") for m in deps}
     assert not {m for m in imported if m.startswith(("ngf.runs", "ngf.cli", "ngf.experiments", "ngf.host"))}
 

@@ -18,7 +18,7 @@ import pytest
 import ngf
 from conftest import make_tiny
 from ngf.cli import main
-from ngf.core.rule import checked_rule_updates
+from ngf.core.rule_checks import checked_rule_updates
 from ngf.data import images
 from ngf.data.folder import load_folder
 from ngf.experiments.planfile import read_plan

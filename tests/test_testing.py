@@ -92,8 +92,8 @@ def test_undeclared_metrics_and_a_changing_state_fail_the_contract():
                              lambda net, params, trace, labels, state: ((), state[None]),
                              lambda net, params, trace, signals, state: (jax.tree.map(jnp.zeros_like, params), state),
                              name="grows")
-    with pytest.raises(AssertionError, match=re.escape("rule 'grows' fails the contract check: its state after a "
-                                                       "step, state is float32[1]; expected float32[]")):
+    with pytest.raises(AssertionError, match=re.escape("rule 'grows' fails the contract check: its state changed in "
+                                                       "one step to float32[1]; expected float32[], as it got it")):
         ngf.testing.check_rule_contract(grows)
 
 
@@ -118,7 +118,7 @@ def test_the_kit_allows_rank_promotion_as_ngf_run_does_and_names_the_line_under_
     rule = fa_like("broadcast", feedback=broadcast)
     assert jax.config.jax_numpy_rank_promotion == "raise"
     ngf.testing.check_rule_contract(rule)
-    with pytest.raises(AssertionError, match=r"^rule 'broadcast' fails the contract check: ValueError: .*rank_"
+    with pytest.raises(AssertionError, match=r"^rule 'broadcast' fails the contract check: its compute_targets raised ValueError: .*rank_"
                                              r"promotion.*\(at .*test_testing\.py:(\d+)\)$") as caught:
         ngf.testing.check_rule_contract(rule, rank_promotion="raise")
     assert caught.match(rf":{line}\)$")

@@ -25,7 +25,7 @@ from flax import nnx
 from ngf.core.init import once_options
 from ngf.core.network import Network
 from ngf.core.parallel import DataParallel
-from ngf.core.rule import LearningRule, init_params
+from ngf.core.rule import LearningRule, call, init_params
 from ngf.core.step import (  # noqa: F401 (the step's pieces, where callers have always found them)
     PARAMS_KEY, STEPS_KEY, TrainState, batch_metrics, epoch_metrics, evaluate_batch, make_train_step, n_sums,
     prepare_inputs, rule_pass, step_extras)
@@ -108,7 +108,8 @@ class Engine:
         def fresh(key, params):  # the first state (``init``); the program's name in JAX's logs: jit(fresh)
             rule_params = init_params(self.rule, jax.random.fold_in(key, PARAMS_KEY), self.net, params)
             rule_opt_state = self.rule_optimizer.init(rule_params) if self.rule.init_params is not None else ()
-            return TrainState(params, self.optimizer.init(params), self.rule.init(key, self.net, params),
+            rule_state = call(self.rule.init, key, self.net, params, extras={}, rule=self.rule)
+            return TrainState(params, self.optimizer.init(params), rule_state,
                               rule_params, rule_opt_state, jax.random.fold_in(key, STEPS_KEY),
                               jnp.zeros((), jnp.int32))
 

@@ -35,9 +35,9 @@ from typing import Any, Callable, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
+from ngf.core.rule_checks import failure
 from ngf.core.errors import NgfError
 from ngf.core.network import LayerTrace, Network, Params
 
@@ -171,9 +171,22 @@ def wanted(function: Callable, available: dict) -> dict:
     return {k: v.make() if isinstance(v, Lazy) else v for k, v in chosen.items()}
 
 
-def call(function: Callable, *args, extras: dict):
-    """``function(*args, **the extras it names)``: a rule function with the keywords it asked for."""
-    return function(*args, **wanted(function, extras))
+def call(function: Callable, *args, extras: dict, rule: LearningRule | None = None):
+    """``function(*args, **the extras it names)``: a rule function with the keywords it asked for.
+
+    With ``rule``, what the function raises (or a ``sys.exit`` in it) becomes one ``NgfError`` line
+    naming the rule, the function and where it failed: a plugin's failure never ends ngf with a
+    traceback or with its own exit status.
+    """
+    try:
+        return function(*args, **wanted(function, extras))
+    except NgfError:
+        raise
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the rule's own failure, named on one line
+        if rule is None:
+            raise
+        raise NgfError(" ".join(f"rule {rule.name or 'custom'!r}: its {getattr(function, '__name__', 'function')} "
+                                f"{failure(exc)}".split())[:500]) from None
 
 
 def as_updates(rule: LearningRule, result) -> Updates:
@@ -203,12 +216,12 @@ def predict(rule: LearningRule, net: Network, params: Params, x: jax.Array, stat
     """The rule's scores for inputs ``x`` in [0, 1]: its ``predict``, or the network's logits h^L."""
     if rule.predict is None:
         return net.logits(params, x)
-    return call(rule.predict, net, params, x, state, extras={"rule_params": rule_params})
+    return call(rule.predict, net, params, x, state, extras={"rule_params": rule_params}, rule=rule)
 
 
 def init_params(rule: LearningRule, key: jax.Array, net: Network, params: Params):
     """The rule's first trainable parameters (``()`` for a rule without any)."""
-    return () if rule.init_params is None else rule.init_params(key, net, params)
+    return () if rule.init_params is None else call(rule.init_params, key, net, params, extras={}, rule=rule)
 
 
 def apply_changes(rule: LearningRule, net: Network, params: Params, changes: Params,
@@ -216,82 +229,10 @@ def apply_changes(rule: LearningRule, net: Network, params: Params, changes: Par
     """The rule's ``apply_changes`` (with the extra keywords it names), or θ ← θ + ΔW when it has none."""
     if rule.apply_changes is None:
         return optax.apply_updates(params, changes), state
-    return call(rule.apply_changes, net, params, changes, state, extras=extras or {})
+    return call(rule.apply_changes, net, params, changes, state, extras=extras or {}, rule=rule)
 
 
 def stateless_init(key: jax.Array, net: Network, params: Params) -> RuleState:
     """``init`` for rules that keep no state."""
     del key, net, params
     return ()
-
-
-def checked_pair(rule: LearningRule, function: str, result, second: str) -> tuple:
-    """``result`` of the rule's ``function``, which must be a pair (what, ``second``)."""
-    if not (isinstance(result, tuple) and len(result) == 2):
-        raise NgfError(f"rule {rule.name or 'custom'!r}: {function} must return a pair ({second}, state), "
-                       f"got {_kind(result)}")
-    return result
-
-
-def checked_updates(rule: LearningRule, params: Params, updates) -> tuple:
-    """``updates`` if they are one pytree per node, each with its parameters' structure and shapes.
-
-    Called while the training step is traced, so it runs once per compiled step and costs
-    nothing per step; a mismatch is named (rule, layer, expected shape) before JAX meets it.
-    """
-    who = f"rule {rule.name or 'custom'!r}"
-    if not isinstance(updates, (tuple, list)) or len(updates) != len(params):
-        raise NgfError(f"{who}: local_update returned {_kind(updates)} as its updates; the network has "
-                       f"{len(params)} layers, and each needs an update shaped like its parameters")
-    for l, (update, theta) in enumerate(zip(updates, params)):
-        expected = {_path_name(path): np.shape(leaf) for path, leaf in jax.tree_util.tree_leaves_with_path(theta)}
-        if jax.tree.structure(update) != jax.tree.structure(theta):
-            raise NgfError(f"{who}: the update of layer {l + 1} is {_kind(update)}; expected the structure "
-                           f"of its parameters, {_shapes(expected)}")
-        for (path, leaf), shape in zip(jax.tree_util.tree_leaves_with_path(update), expected.values()):
-            _check_leaf(who, f"layer {l + 1}'s {_path_name(path)}", leaf, shape)
-    return tuple(updates)
-
-
-def checked_rule_updates(rule: LearningRule, rule_params, updates):
-    """``updates`` of the rule's trainable parameters if shaped like them (zeros when none were given)."""
-    if updates is None:
-        return jax.tree.map(jnp.zeros_like, rule_params)
-    who = f"rule {rule.name or 'custom'!r}"
-    if jax.tree.structure(updates) != jax.tree.structure(rule_params):
-        raise NgfError(f"{who}: Updates.rule_params is {_kind(updates)}; expected the structure of its "
-                       f"trainable parameters (init_params), {jax.tree.structure(rule_params)}"[:300])
-    for (path, leaf), theta in zip(jax.tree_util.tree_leaves_with_path(updates), jax.tree.leaves(rule_params)):
-        _check_leaf(who, f"its parameter {_path_name(path)}", leaf, tuple(np.shape(theta)))
-    return updates
-
-
-def _check_leaf(who: str, what: str, leaf, shape: tuple) -> None:
-    """One update: its parameter's shape, and floating point (integer updates would do nothing, or round)."""
-    if np.shape(leaf) != shape:
-        raise NgfError(f"{who}: the update of {what} has shape {tuple(np.shape(leaf))}; expected {shape}, "
-                       "its parameter's")
-    dtype = jnp.result_type(leaf)
-    if not jnp.issubdtype(dtype, jnp.inexact):
-        raise NgfError(f"{who}: the update of {what} is {dtype}; updates must be floating-point "
-                       "(an integer update rounds the change away)")
-
-
-def _path_name(path) -> str:
-    """``linear.kernel`` for a parameter's pytree path (an NNX variable's ``.value`` left out)."""
-    parts = [str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path]
-    return ".".join(p for p in parts if p != "value") or "(the leaf)"
-
-
-def _shapes(expected: dict) -> str:
-    """Parameter paths and shapes on one short line: ``{linear.kernel: (36, 8), ...}`` (``{}``: none)."""
-    return ("{" + ", ".join(f"{path}: {shape}" for path, shape in expected.items()) + "}")[:200]
-
-
-def _kind(value) -> str:
-    """What a rule returned, in a few words (its type, its length, its shapes)."""
-    if isinstance(value, (tuple, list)):
-        return f"a {type(value).__name__} of {len(value)}" if value else f"an empty {type(value).__name__}"
-    if hasattr(value, "shape"):
-        return f"an array of shape {tuple(value.shape)}"
-    return f"a {type(value).__name__}"

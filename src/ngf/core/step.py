@@ -18,8 +18,8 @@ import optax
 from ngf.core.errors import NgfError
 from ngf.core.losses import CE, Loss
 from ngf.core.network import Network
-from ngf.core.rule import (LearningRule, Lazy, apply_changes, as_updates, call, checked_pair, checked_rule_updates,
-                           checked_updates, metric_vector, predict)
+from ngf.core.rule_checks import check_state_kept, checked_pair, checked_rule_updates, checked_updates
+from ngf.core.rule import LearningRule, Lazy, apply_changes, as_updates, call, metric_vector, predict
 
 
 class TrainState(NamedTuple):
@@ -81,9 +81,10 @@ def rule_pass(net: Network, rule: LearningRule, state: TrainState, x: jax.Array,
     extras = step_extras(state, x)
     logits, trace = net.forward(state.params, x) if rule.uses_trace else (None, None)
     signals, rule_state = checked_pair(rule, "compute_targets", call(
-        rule.compute_targets, net, state.params, trace, y, state.rule_state, extras=extras), "signals")
+        rule.compute_targets, net, state.params, trace, y, state.rule_state, extras=extras, rule=rule), "signals")
     result, rule_state = checked_pair(rule, "local_update", call(
-        rule.local_update, net, state.params, trace, signals, rule_state, extras=extras), "updates")
+        rule.local_update, net, state.params, trace, signals, rule_state, extras=extras, rule=rule), "updates")
+    check_state_kept(rule, state.rule_state, rule_state)
     updates = as_updates(rule, result)
     updates = updates._replace(params=checked_updates(rule, state.params, updates.params),
                                rule_params=checked_rule_updates(rule, state.rule_params, updates.rule_params))
@@ -108,6 +109,7 @@ def make_train_step(net: Network, rule: LearningRule, optimizer: optax.GradientT
             changes, opt_state = optimizer.update(updates.params, state.opt_state, state.params)
         # θ ← θ + ΔW, or the rule's own use of the change actually applied (kp's B receives it too)
         params, rule_state = apply_changes(rule, net, state.params, changes, rule_state, step_extras(state, x))
+        check_state_kept(rule, state.rule_state, rule_state)
         rule_params, rule_opt_state = state.rule_params, state.rule_opt_state
         if rule.init_params is not None:  # φ ← φ + Δφ, Δφ the run's optimiser's change for the rule's update
             rule_changes, rule_opt_state = rule_optimizer.update(updates.rule_params, rule_opt_state, rule_params)

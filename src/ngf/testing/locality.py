@@ -16,7 +16,8 @@ import numpy as np
 
 from ngf.core.step import step_extras
 from ngf.core.network import Network
-from ngf.core.rule import LearningRule, as_updates, call, checked_pair
+from ngf.core.rule_checks import checked_pair
+from ngf.core.rule import LearningRule, as_updates, call
 from ngf.testing.subject import CheckFailed, checking, first_difference, snapshot, subject
 
 #: the tracers of jax.jvp / jax.vjp / jax.linearize: a node map evaluated at one is being differentiated
