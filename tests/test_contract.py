@@ -42,8 +42,9 @@ def test_one_compile_and_determinism(rule_name):
     """The scan of several steps and its shorter last call each compile once, and so does evaluation; the
     same seed gives the same bits.
 
-    One step per call, on mlp, cnn and resnet, is checked for one compile for every rule by
-    tests/test_conv_rules.py::test_every_rule_trains_every_model.
+    One step per call (convolutional models' default path) is checked for one compile, one rule of each
+    kind the engine treats apart, by tests/test_conv_rules.py::test_one_step_per_call_compiles_once_and_learns_
+    on_convolutional_models.
     """
     rule = built(rule_name)
     ngf.testing.check_no_recompilation(rule, "mlp", name=rule_name, rank_promotion="raise")
