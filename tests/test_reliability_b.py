@@ -7,6 +7,8 @@ Each test names its item of the issue. Runs are tiny (6×6 images, widths 8, two
 import gzip
 import os
 import shutil
+import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -200,3 +202,18 @@ def test_2_a_run_resumed_by_the_same_compare_with_workers_keeps_its_threads(tmp_
     (run / "summary.json").unlink()  # as if the comparison had been stopped before fa ended: it resumes
     assert main(argv) == 0
     assert read_config(run / "config.toml")["threads"] == threads
+
+
+# --- 8. Ray never hangs on a bad address -----------------------------------------------------------
+
+
+def test_8_a_ray_address_where_nothing_listens_fails_at_once_before_any_run(tmp_path, capsys):
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = time.monotonic()
+    assert main(["compare", "--rules", "bp", "--datasets", "tiny", "--epochs", "1", "--executor", "ray",
+                 "--ray-address", f"127.0.0.1:{port}", "--out", str(tmp_path / "cmp"), *TINY]) == 2
+    assert time.monotonic() - started < 30
+    one_line_error(capsys, f"cannot reach Ray at 127.0.0.1:{port}")
+    assert not (tmp_path / "cmp").exists()

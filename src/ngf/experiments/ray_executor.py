@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Callable
@@ -39,6 +40,23 @@ def _ray():
     except ImportError:
         raise NgfError(f"--executor ray needs Ray, which is not installed: {EXTRA}") from None
     return ray
+
+
+def check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """Ray is installed and, for an ``ADDRESS`` of ``host:port`` (or ``ray://host:port``), something listens
+    there: else one line, within ``timeout`` seconds, before any run starts (Ray's own client retries
+    for minutes). No address, or ``auto``/``local``, is left to Ray."""
+    _ray()
+    if not address or address in ("auto", "local"):
+        return
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        raise NgfError(f"--ray-address {address}: expected HOST:PORT (or ray://HOST:PORT, auto)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise NgfError(f"cannot reach Ray at {address}: {reason} (is a Ray cluster running there?)") from None
 
 
 def _plugins(registry) -> tuple[list[str], list[str]]:

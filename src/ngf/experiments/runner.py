@@ -100,6 +100,10 @@ def execute(runs: list[Planned], registry, make_callbacks: Callable[[Planned], C
     elif executor[0] == "local" and runs:  # --threads K here: before check_plan starts JAX
         threads.apply(runs[0].config.threads)
     check_plan(runs, registry)  # every run's options, rule and model, then every folder, before hours of work
+    if executor[0] == "ray":  # Ray installed and its address reachable, before any run is reported started
+        from ngf.experiments.ray_executor import check_reachable
+
+        check_reachable(executor[1])
     if claim is not None:
         claim()
     prepared = [prepare(item, registry, overwrite) for item in runs]
