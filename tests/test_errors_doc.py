@@ -73,6 +73,25 @@ def _saved_datasets(root: Path) -> tuple[Path, Path, Path]:
     return tuple(folders)
 
 
+def _damaged_runs(root: Path, config: dict) -> tuple:
+    """Run folders whose config.toml is a link to /dev/zero, a directory, empty or without its epochs line,
+    and one whose checkpoint.msgpack is a directory."""
+    folders = []
+    for name in ("config_link", "config_dir", "config_empty", "config_no_epochs", "checkpoint_dir"):
+        folder = root / name
+        folder.mkdir()
+        folders.append(folder)
+        (folder / "config.toml").write_text(dumps(config))
+    (folders[0] / "config.toml").unlink()
+    (folders[0] / "config.toml").symlink_to("/dev/zero")
+    (folders[1] / "config.toml").unlink()
+    (folders[1] / "config.toml").mkdir()
+    (folders[2] / "config.toml").write_text("")
+    (folders[3] / "config.toml").write_text(dumps({k: v for k, v in config.items() if k != "epochs"}))
+    (folders[4] / "checkpoint.msgpack").mkdir()
+    return tuple(folders)
+
+
 def _image_trees(root: Path) -> tuple[Path, Path, Path]:
     """``folder:`` trees: train/b without images; train/ without test/; class folders alone (a held-out test)."""
     from PIL import Image
@@ -111,7 +130,7 @@ def places(tmp_path_factory) -> dict:
     file = root / "file"
     file.write_text("a plain file\n")
     config = {"rule": "bp", "model": "mlp", "dataset": "mnist", "data_dir": str(good), "epochs": 2,
-              "batch_size": 16, "model_opts": {"widths": (8,)}}
+              "batch_size": 16, "lr": 0.001, "optimizer": "adam", "seed": 0, "model_opts": {"widths": (8,)}}
     run = root / "run"
     run.mkdir()
     (run / "config.toml").write_text(dumps(config))
@@ -142,6 +161,7 @@ def places(tmp_path_factory) -> dict:
              "nested_grid_toml": '[plan]\nrules = ["bp"]\n[plan.grid]\n"model.widths" = [[[8]], [16]]\n'}
     for name, text in tomls.items():
         (root / f"{name}.toml").write_text(text)
+    config_link, config_dir, config_empty, config_no_epochs, checkpoint_dir = _damaged_runs(root, config)
     missing_label, big_label, empty_disk = _saved_datasets(root)
     empty_class, no_test, flat = _image_trees(root)
     named = dict(locals())

@@ -21,7 +21,8 @@ from pathlib import Path
 from ngf.core.errors import NgfError
 from ngf.host.options import parse_assignments
 from ngf.runs.config import RunConfig
-from ngf.runs.configfile import CONFIG_FILE, layered
+from ngf.runs.configfile import CONFIG_FILE, layered, read_stored
+from ngf.runs.folder import check_own_file
 from ngf.runs.files import holds_run
 
 ASSIGNMENTS = {"rule_opt": ("rule_opts", "--rule-opt"), "model_opt": ("model_opts", "--model-opt"),
@@ -104,8 +105,11 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         return RunConfig(**base_record(args))
     if "out" in given:
         raise NgfError("--resume DIR continues the run in DIR; do not pass --out with it")
-    if not (Path(resume) / CONFIG_FILE).is_file():
+    stored = Path(resume) / CONFIG_FILE
+    if not os.path.lexists(stored):
         raise NgfError(f"cannot resume: {resume} holds no run ({CONFIG_FILE} does not exist)")
+    check_own_file(stored)  # a directory, a link, a device: named, not read
+    read_stored(stored)  # empty, or missing what ngf always writes: refused
     resumed = {"out": str(resume), "resume": True}
     return RunConfig(**layered(Path(resume) / CONFIG_FILE, explicit_record(args, given), resumed))
 

@@ -24,6 +24,8 @@ from ngf.runs import atomic
 from ngf.runs.config import RunConfig
 from ngf.runs.files import CONFIG_FILE
 NOT_WRITTEN = ("out", "overwrite", "resume", "experiment")
+#: options every config.toml ngf has written holds (a resume refuses a file without one)
+ALWAYS_WRITTEN = ("rule", "model", "dataset", "epochs", "batch_size", "lr", "optimizer", "seed")
 MAX_BYTES = 1_000_000  # a config file larger than this is not one (``--config /dev/zero``)
 OPTION_TABLES = ("rule_opts", "model_opts", "dataset_opts")
 
@@ -108,6 +110,20 @@ def read(path: str | Path) -> dict:
         raise NgfError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     record.pop("plan", None)  # an experiment's [plan] (ngf.experiments.planfile): not a run option
     return normalise(record, str(path))
+
+
+def read_stored(path: str | Path) -> dict:
+    """A run folder's ``config.toml``, as ngf wrote it: not empty, and holding the options ngf always
+    writes (``ALWAYS_WRITTEN``); a hand-edited file that lost one is refused in one line."""
+    record = read(path)
+    if not record:
+        raise NgfError(f"cannot resume: {path} is empty, not the run's configuration; restore it or start a "
+                       "new run in another folder")
+    missing = [name for name in ALWAYS_WRITTEN if name not in record]
+    if missing:
+        raise NgfError(f"cannot resume: {path} lacks {', '.join(missing)}, which ngf always writes there (edited "
+                       "by hand?); restore it or start a new run in another folder")
+    return record
 
 
 def _complete(kind: str, name: Any, given: dict, registry, skip) -> dict:

@@ -40,6 +40,8 @@ def check(config: RunConfig) -> None:
         if config.resume:
             if not out.is_dir():
                 raise NgfError(f"cannot resume: {out} does not exist")
+            for name in (CONFIG_FILE, CHECKPOINT_FILE):  # what a resume reads: ngf's own regular files
+                check_own_file(out / name)
             if not any((out / name).is_file() for name in (CHECKPOINT_FILE, CONFIG_FILE)):
                 raise NgfError(f"cannot resume: {out} holds no run ({CHECKPOINT_FILE} does not exist)")
         elif holds_files(out) and not config.overwrite and jax.process_index() == 0:
@@ -55,6 +57,15 @@ def check(config: RunConfig) -> None:
         raise NgfError(f"cannot use --out {out}: {exc.strerror or exc}") from None
     _check_log_target(config, out)
     _probe(out)
+
+
+def check_own_file(path: Path) -> None:
+    """Refuse a run file that is there but is not a regular file ngf wrote (a directory, a link, a device)."""
+    if not os.path.lexists(path) or (path.is_file() and not path.is_symlink()):
+        return
+    kind = ("a link" if path.is_symlink() else "a directory" if path.is_dir() else "not a regular file")
+    raise NgfError(f"cannot resume: {path} is {kind}, not the run's {path.name}; ngf writes it as a plain file "
+                   "(remove it, or start a new run in another folder)")
 
 
 def _check_log_target(config: RunConfig, out: Path) -> None:

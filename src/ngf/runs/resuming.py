@@ -25,7 +25,7 @@ from ngf.host.options import MODEL_POSITIONAL, bind_options, factory_options
 from ngf.host.registry import Registry
 from ngf.runs import checkpoint
 from ngf.runs.config import RunConfig
-from ngf.runs.configfile import read
+from ngf.runs.configfile import read_stored
 from ngf.runs.files import CONFIG_FILE
 
 MAY_DIFFER = ("epochs", "out", "overwrite", "resume", "log_csv", "log", "experiment",  # extent, files, logging
@@ -83,7 +83,8 @@ def check_same_run(config: RunConfig, registry: Registry) -> None:
     out = Path(config.out)
     stored_file = out / CONFIG_FILE
     if stored_file.is_file():
-        stored = comparable(RunConfig(**read(stored_file)), registry)
+        stored_config = RunConfig(**read_stored(stored_file))
+        stored = comparable(stored_config, registry)
         given = comparable(config, registry)
         for kind in OBJECTS:  # an object now: what the file names it by cannot be checked
             if not isinstance(getattr(config, kind), str):
@@ -94,7 +95,7 @@ def check_same_run(config: RunConfig, registry: Registry) -> None:
                 raise NgfError(f"cannot resume {out}: {label} was {_text(before)} in that run, not "
                                f"{_text(now)} (a resume may change only the epochs and where files and logs "
                                "go; start a new run in another folder)")
-        check_extent(out, RunConfig(**read(stored_file)).run_epochs, config)
+        check_extent(out, stored_config.run_epochs, config)
     checkpoint.check_readable(out)
 
 
