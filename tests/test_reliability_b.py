@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import pytest
 from ngf.cli import main
 from ngf.data.idx import write_idx
 from ngf.experiments import runner
-from ngf.runs import folder
+from ngf.runs import compilecache, folder
 from ngf.runs.configfile import read as read_config
 from ngf.runs.files import LOCK_FILE
 
@@ -217,3 +218,25 @@ def test_8_a_ray_address_where_nothing_listens_fails_at_once_before_any_run(tmp_
     assert time.monotonic() - started < 30
     one_line_error(capsys, f"cannot reach Ray at 127.0.0.1:{port}")
     assert not (tmp_path / "cmp").exists()
+
+
+def test_9_damaged_compile_cache_entries_are_dropped_and_recompiled_once(tmp_path, monkeypatch, capsys):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("NGF_COMPILE_CACHE", str(cache))
+    monkeypatch.setattr(compilecache, "_dropped", [])  # this process has dropped none yet
+    assert main([*RUN, "--out", str(tmp_path / "a")]) == 0
+    entries = sorted(cache.glob("*-cache"))
+    assert entries
+    for entry in entries:  # every entry damaged past its first bytes
+        blob = bytearray(entry.read_bytes())
+        blob[16:] = bytes(b ^ 0x5A for b in blob[16:])
+        entry.write_bytes(bytes(blob))
+    capsys.readouterr()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main([*RUN, "--out", str(tmp_path / "b")]) == 0
+    err = capsys.readouterr().err
+    assert "note: dropped a damaged entry of the compile cache" in err and len(err.strip().splitlines()) <= 1
+    assert not [w for w in caught if "persistent compilation cache" in str(w.message)]
+    assert main([*RUN, "--out", str(tmp_path / "c")]) == 0
+    assert "damaged" not in capsys.readouterr().err
