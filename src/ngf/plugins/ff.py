@@ -174,8 +174,9 @@ def step_loss(net, params, head, x, labels, wrong, means, s: Settings):
     and the head's cross-entropy; each term reaches its own parameters only. Aux: metrics, logits, means."""
     n_classes = net.trace_shapes(params)[-1].pre.shape[-1]
     onehot = lambda c: jax.nn.one_hot(c, n_classes, dtype=x.dtype)
-    pos, _ = run_nodes(net, params, embed(x, onehot(labels)), s.full_grad)
-    neg, _ = run_nodes(net, params, embed(x, onehot(wrong)), s.full_grad)
+    both, _ = run_nodes(net, params, jnp.concatenate([embed(x, onehot(labels)), embed(x, onehot(wrong))]),
+                        s.full_grad)  # x⁺ and x⁻ in one pass of 2B examples, as the port's torch.cat
+    pos, neg = [z[:x.shape[0]] for z in both], [z[x.shape[0]:] for z in both]
     rest, top = run_nodes(net, params, neutral(x, n_classes), s.full_grad)
     nodes, means = ff_nodes(params), list(means)
     losses = [ff_loss(pos[l], neg[l], s.goodness, s.theta) for l in nodes]
