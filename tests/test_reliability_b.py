@@ -4,6 +4,7 @@ or refuses, the run's own files are never a target, and damaged files are named.
 Each test names its item of the issue. Runs are tiny (6×6 images, widths 8, two or three epochs).
 """
 
+import errno
 import gzip
 import os
 import shutil
@@ -240,3 +241,30 @@ def test_9_damaged_compile_cache_entries_are_dropped_and_recompiled_once(tmp_pat
     assert not [w for w in caught if "persistent compilation cache" in str(w.message)]
     assert main([*RUN, "--out", str(tmp_path / "c")]) == 0
     assert "damaged" not in capsys.readouterr().err
+
+
+# --- 6. no traceback on a full disk -------------------------------------------------------------------
+
+
+def test_6_a_full_disk_while_writing_figures_is_one_line(tmp_path, capsys, monkeypatch):
+    from matplotlib.figure import Figure
+
+    out = tmp_path / "cmp"
+    argv = ["compare", "--rules", "bp", "--datasets", "tiny", "--epochs", "1", "--out", str(out), *TINY]
+    assert main(argv) == 0
+
+    def full(self, path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(Figure, "savefig", full)
+    run = out / "tiny" / "bp" / "seed0"
+    for command in (["plot", str(run), "--out", str(tmp_path / "c.png")],
+                    ["norms", *PLUGIN, str(run), "--out", str(tmp_path / "n.png")], argv):
+        capsys.readouterr()
+        assert main(command) == 2
+        output = capsys.readouterr()
+        text = output.out + output.err
+        errors = [line for line in text.splitlines() if line.startswith("error:")]
+        assert "Traceback" not in text and len(errors) == 1, text  # what it reported before, then one line
+        assert "cannot write" in errors[0] and errors[0].endswith(": No space left on device")
+    assert (run / "summary.json").is_file()  # the runs are kept

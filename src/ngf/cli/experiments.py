@@ -10,7 +10,7 @@ from ngf.cli.options import base_record, typed_record
 from ngf.cli.ui import RichCallbacks
 from ngf.core.errors import NgfError
 from ngf.runs.config import RunConfig
-from ngf.runs.writable import check_writable_file
+from ngf.runs.writable import check_writable_file, writing
 
 
 def command(args, registry, console) -> None:
@@ -55,7 +55,8 @@ def experiment_command(args, registry, console) -> list:
                             workers=getattr(args, "workers", 1),  # --workers (ngf.experiments.workers)
                             claim=lambda: held.append(claim_folder(Path(args.out))))
         text = "ngf " + shlex.join(getattr(args, "argv", None) or [args.command])
-        return write_report(Path(args.out), runs, summaries, text, console)
+        with writing(f"the tables and curves in {args.out}"):  # the runs are on disk whatever happens here
+            return write_report(Path(args.out), runs, summaries, text, console)
     finally:
         for folder_lock in held:
             folder_lock.release()
@@ -77,7 +78,8 @@ def plot_command(args, console) -> None:
 
     out = check_writable_file(figure_path(args.out, "curves.png"), "--out")  # before the runs are read
     results = load_results(args.dirs)
-    path = curves(results, out, args.title)
+    with writing(str(out)):
+        path = curves(results, out, args.title)
     console.print(f"wrote {path} ({len(results)} runs)")
 
 
@@ -103,8 +105,9 @@ def norms_command(args, registry, console) -> None:
         console.print(f"{result.label} · {result.dataset} · seed {result.seed}: " +
                       " ".join("—" if v is None else f"{v:.1e}" for v in norms[when]) +
                       ("" if own is None else f" · rule's parameters {own:.1e}"))
-    path = layer_norms(labelled, out, args.title)
-    Path(path).with_suffix(".json").write_text(json.dumps(records, indent=1))
+    with writing(str(out)):
+        path = layer_norms(labelled, out, args.title)
+        Path(path).with_suffix(".json").write_text(json.dumps(records, indent=1))
     console.print(f"wrote {path} and {Path(path).with_suffix('.json')}")
 
 

@@ -8,6 +8,7 @@ existing file is opened for appending, which leaves it as it was.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -46,3 +47,13 @@ def check_writable_file(path, flag: str) -> Path:
             except OSError:
                 pass
     return path
+
+
+@contextlib.contextmanager
+def writing(what: str):
+    """Turn an ``OSError`` while writing ``what`` (a full disk, a folder gone) into one ``NgfError`` line."""
+    try:
+        yield
+    except OSError as exc:
+        where = exc.filename or what
+        raise NgfError(f"cannot write {where}: {exc.strerror or exc}") from None
