@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 
 from ngf.core.errors import Terminated
 
@@ -49,6 +50,7 @@ class SignalGuard:
         self.leave_at_once = leave_at_once
         self.previous: dict[int, object] = {}
         self.previous_hook = None
+        self.in_hook = False  # inside ``_unraisable``: a signal now is left to the resend
 
     def install(self) -> SignalGuard:
         """Take over SIGINT and SIGTERM (not where they are ignored, nor outside the main thread)."""
@@ -63,6 +65,8 @@ class SignalGuard:
 
     def _handle(self, signum, frame) -> None:
         self.received = signum
+        if self.in_hook:  # inside the hook below, where a raise would be dropped: its resend delivers it
+            return
         if not self.deferring:
             raise interruption(signum)
         if self.leave_at_once:
@@ -78,16 +82,27 @@ class SignalGuard:
         """An interruption Python could not raise (it arose in a callback): deliver it again, shortly.
 
         Not from here: a signal sent now would be handled inside this hook, whose own exception
-        Python would drop too. A timer thread sends it a moment later, to ordinary code.
+        Python would drop too. A thread sends it a moment later, once the hook has returned, to
+        ordinary code; a signal that arrives while the hook runs is left to that resend.
         """
         if isinstance(info.exc_value, KeyboardInterrupt) and self.received is not None:
-            import threading  # not at start-up: the command reaches its handlers sooner
+            self.in_hook = True
+            try:
+                import threading  # not at start-up: the command reaches its handlers sooner
 
-            timer = threading.Timer(RESEND_AFTER, os.kill, (os.getpid(), self.received))
-            timer.daemon = True
-            timer.start()
+                threading.Thread(target=self._resend, daemon=True).start()
+            finally:
+                self.in_hook = False
             return
         (self.previous_hook or sys.__unraisablehook__)(info)
+
+    def _resend(self) -> None:
+        """Send the interruption again once this hook has returned (on a loaded machine the sending
+        thread may run before the hook's own thread start returns: it waits for that)."""
+        time.sleep(RESEND_AFTER)
+        while self.in_hook:
+            time.sleep(RESEND_AFTER)
+        os.kill(os.getpid(), self.received)
 
     def finished(self) -> None:
         """The command is over and the process ends: a signal from now on changes nothing."""
