@@ -111,7 +111,7 @@ def test_1_overwrite_with_bad_input_or_a_failing_rule_keeps_the_old_run(finished
     def broken(*args):
         raise RuntimeError("the rule fails while compiling")
 
-    with pytest.raises(RuntimeError):  # past every check: the old files stay until the first checkpoint
+    with pytest.raises(ngf.NgfError, match="raised RuntimeError"):  # past every check: the old files stay
         ngf.run(rule=ngf.LearningRule(ngf.stateless_init, broken, broken), dataset=make_tiny(), epochs=1,
                 batch_size=16, model_opts={"widths": (8,)}, out=str(out), overwrite=True)
     assert files(out) == before
@@ -130,7 +130,7 @@ def test_1_a_resume_that_fails_before_its_first_epoch_keeps_the_run(tmp_path):
                    out=str(tmp_path / "run"))
     with pytest.raises(KeyboardInterrupt):  # stopped before its first checkpoint: config.toml, no checkpoint
         ngf.run(callbacks=Interrupt(), **options)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(ngf.NgfError, match="raised RuntimeError: the rule fails while compiling"):
         ngf.run(resume=True, **options)
     assert (tmp_path / "run" / "config.toml").is_file()  # still resumable
 

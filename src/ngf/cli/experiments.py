@@ -47,6 +47,7 @@ def experiment_command(args, registry, console) -> list:
                for rule, options in planned.get("by_rule", {}).items()}
     runs = plan(base, rules, datasets, seeds, grid, Path(args.out), registry, by_rule)
     held = []  # the experiment folder's lock: one compare or sweep writes it at a time
+    failed = True
     try:
         summaries = execute(runs, registry, lambda item: RichCallbacks(console, item.config.run_epochs, args.quiet),
                             executor=(getattr(args, "executor", "local"), getattr(args, "ray_address", None)),
@@ -56,19 +57,32 @@ def experiment_command(args, registry, console) -> list:
                             claim=lambda: held.append(claim_folder(Path(args.out))))
         text = "ngf " + shlex.join(getattr(args, "argv", None) or [args.command])
         with writing(f"the tables and curves in {args.out}"):  # the runs are on disk whatever happens here
-            return write_report(Path(args.out), runs, summaries, text, console)
+            results = write_report(Path(args.out), runs, summaries, text, console)
+        failed = False
+        return results
     finally:
-        for folder_lock in held:
+        for folder_lock, created in held:
             folder_lock.release()
+            for folder in created if failed else ():  # refused before any run: the folders it made go
+                try:
+                    folder.rmdir()
+                except OSError:  # something was written there: it stays
+                    break
 
 
-def claim_folder(out: Path):
+def claim_folder(out: Path) -> tuple:
     """The experiment folder, created if missing, locked for this command (``NgfError`` naming the pid of
-    another ngf command that holds it)."""
+    another ngf command that holds it); with the folders this made, innermost first."""
     from ngf.runs.folder import lock
 
+    created = [folder for folder in (out, *out.parents) if not folder.exists()]
     out.mkdir(parents=True, exist_ok=True)
-    return lock(out)
+    try:
+        return lock(out), created
+    except BaseException:
+        for folder in created:
+            folder.rmdir()
+        raise
 
 
 def plot_command(args, console) -> None:
