@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import copy
 
+from ngf.host.options import as_number
+
 COMMANDS = ("compare", "sweep", "plot", "norms")  # handled in ngf.cli.experiments
 SET_PER_RUN = ("rule", "dataset", "seed", "out", "resume", "resume_if_exists")  # compare/sweep resume by themselves
 PLUGIN_OPTIONS = ("plugin", "block_plugin")
@@ -94,12 +96,7 @@ def _protocol_options(p) -> None:
 def _size_text(text: str):
     """``--pad-to``: an integer, else the number or text as given, for the run's one message on sizes
     (``pad-to must be a positive integer ...``, the same for 0, -3 and 30.0)."""
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
+    return as_number(text)
 
 
 def _epochs_list(text: str) -> tuple:

@@ -78,11 +78,17 @@ def _coerce_scalar(text: str, like: Any, label: str):
             except ValueError:
                 raise NgfError(f"{label} expects {'an integer' if kind is int else 'a number'}, got {text!r}") from None
     if like is None:  # no default type to follow: a number if it looks like one
-        for kind in (int, float):
-            try:
-                return kind(text)
-            except ValueError:
-                pass
+        return as_number(text)
+    return text
+
+
+def as_number(text: str):
+    """``text`` as an int, else as a float, else as it is."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
     return text
 
 
