@@ -27,7 +27,6 @@ import ngf
 from ngf.cli import main
 from ngf.host.registry import load_registry
 from ngf.runs import checkpoint
-from ngf_refusals import REFUSED
 from ngf_tiny_data import tiny
 
 TESTS = Path(__file__).resolve().parent
@@ -270,9 +269,15 @@ def test_same_seed_same_metrics(rule, tmp_path, jax_cache):
     assert len(metrics(tmp_path / "a")) == 2
 
 
-@pytest.mark.parametrize("rule", sorted(r for r in load_registry().rules if (r, "resnet") not in REFUSED))
+#: one rule of each kind whose step could differ between two runs: plain, a step key and rule parameters,
+#: random candidates applied directly, a relaxation, per-example tangents through its own passes
+RANDOM_KINDS = ("bp", "dtp", "local-search", "pc", "fg")
+
+
+@pytest.mark.parametrize("rule", RANDOM_KINDS)
 def test_same_seed_same_metrics_on_resnet_nodes(rule, tmp_path, jax_cache):
-    """The same on resnet's graph of nodes (skips, sums, a projection), one short epoch each."""
+    """The same on resnet's graph of nodes (skips, sums, a projection), one short epoch each, through
+    ngf.run; every rule's determinism on the engine is ngf.testing's check (tests/test_contract.py)."""
     data = tiny(0, 32, 16)
     opts = {"stem": 3, "widths": (3, 4), "blocks": (1,)}
     for name in ("a", "b"):

@@ -29,7 +29,10 @@ from rgb_forms import HUB_ID, rgb_splits, write_disk, write_hub_cache, write_tre
 REGISTRY = load_registry()
 FIRST = ["bp", "fa", "lra"]  # trained through ngf.run, from every form
 BUILT_IN = {name for name, entry in REGISTRY.rules.items() if entry.plugin.startswith("ngf.plugins.")}
-OTHERS = sorted(BUILT_IN - set(FIRST))
+#: the other rules whose own arrays take their shapes from the images or the feature maps: PEPITA's F
+#: (input-sized), dfa's D and dkp's B (where each node's output is read), local heads (local-loss, fg),
+#: and ep's states; every rule's contract on cnn and resnet is ngf.testing's (tests/test_contract.py)
+OTHERS = ["dfa", "dkp", "ep", "fg", "local-loss", "pepita"]
 MODELS = {"cnn": {"channels": (2,), "widths": ()}, "resnet": {"stem": 2, "widths": (2,), "blocks": (1,)}}
 FACTORIES = {"cnn": cnn, "resnet": resnet}
 FORMS = ("disk", "folder", "hf")

@@ -21,6 +21,12 @@ def test_the_rule_passes_the_kit(name):
     ngf.testing.check_rule(getattr(signsym, name)(), **MODEL, name=name, local=False)
 
 
+@pytest.mark.parametrize("model", ["cnn", "resnet"])
+def test_the_contract_holds_on_ngfs_convolutional_models(model):
+    """sign(θ) ⊙ M of a convolution's kernel walks the graph of ngf's cnn and resnet as of a dense node."""
+    ngf.testing.check_rule_contract(signsym.usf(), model, name="usf")
+
+
 def test_sign_symmetry_is_not_local_and_the_kit_says_so():
     with pytest.raises(AssertionError, match=r"^rule 'usf' fails the locality check: changing node 1's forward "
                                              r"weights moved the updates of nodes \[0\]"):
