@@ -20,10 +20,19 @@ def numpy_loss(params, x, y) -> float:
     return float(-np.mean(np.log(p[np.arange(len(y)), np.asarray(y)])))
 
 
+STEPS = {}  # a rule's jitted step, by the rule object: compiled once for its repeated steps
+
+
 def search_step(rule, net, params, x, y, state):
-    _, trace = net.forward(params, x)
-    change, state = rule.compute_targets(net, params, trace, y, state)
-    return rule.local_update(net, params, trace, change, state)
+    """One step of ``rule``, jitted (one compilation per rule, instead of one per eager operation)."""
+    if id(rule) not in STEPS:
+        def step(params, state, x, y):
+            _, trace = net.forward(params, x)
+            change, state = rule.compute_targets(net, params, trace, y, state)
+            return rule.local_update(net, params, trace, change, state)
+
+        STEPS[id(rule)] = (rule, jax.jit(step))  # the rule kept alive, so that its id is not reused
+    return STEPS[id(rule)][1](params, state, x, y)
 
 
 def test_the_update_is_the_best_candidate_by_hand():
