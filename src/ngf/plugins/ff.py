@@ -43,9 +43,8 @@ update reads another node's forward weights, forward or transposed.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
