@@ -6,12 +6,17 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import jax
-import numpy as np
-import pytest
+if os.environ.get("PYTEST_XDIST_WORKER"):  # each of pytest-xdist's workers computes with one XLA thread:
+    from ngf.runs.threads import apply  # two workers on two cores, not four threads (a tenth faster measured)
 
-from ngf.data.splits import DataSplits
-from ngf.runs.resolve import LOADED
+    apply(1)
+
+import jax  # noqa: E402 - after the thread count, which is set before JAX's backend starts
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from ngf.data.splits import DataSplits  # noqa: E402
+from ngf.runs.resolve import LOADED  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("NGF_DATA_DIR", str(ROOT.parent / "shared" / "datasets"))

@@ -14,11 +14,18 @@ signsym = pytest.importorskip("ngf_signsym", reason="examples/ngf-signsym is not
 MODEL = {"model": signsym.signsym_mlp, "model_opts": {"widths": (8, 7)}}
 
 
-@pytest.mark.parametrize("name", ["usf", "brsf", "frsf"])
-def test_the_rule_passes_the_kit(name):
-    """The contract, one compile, determinism, exact resume and stacks; not locality: sign symmetry reads
-    sign(θ) of the forward weights of the nodes above each node, by its definition."""
-    ngf.testing.check_rule(getattr(signsym, name)(), **MODEL, name=name, local=False)
+def test_brsf_passes_the_kit():
+    """The contract, one compile, determinism, exact resume and stacks, for brsf, whose state holds the
+    random signs and a key; not locality: sign symmetry reads sign(θ) of the forward weights of the nodes
+    above each node, by its definition."""
+    ngf.testing.check_rule(signsym.brsf(), **MODEL, name="brsf", local=False)
+
+
+@pytest.mark.parametrize("name", ["usf", "frsf"])
+def test_the_other_rules_keep_the_contract_and_compile_once(name):
+    """usf and frsf: the contract and one compile (their state is brsf's, or none)."""
+    ngf.testing.check_rule_contract(getattr(signsym, name)(), **MODEL, name=name)
+    ngf.testing.check_no_recompilation(getattr(signsym, name)(), **MODEL, name=name)
 
 
 @pytest.mark.parametrize("model", ["cnn", "resnet"])
