@@ -58,6 +58,8 @@ def run(argv: list[str] | None) -> int:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+    if status == EXIT_PEER_LOST:  # the child saw the lost peer first and said so in its own one line
+        return EXIT_PEER_LOST
     if fatal and status != 0:
         print(f"error: the run lost a process (the coordinator, process 0, or another one died); ending this "
               f"process too (exit status {EXIT_PEER_LOST}); resume with the same command and --resume once "
