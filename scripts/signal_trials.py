@@ -15,7 +15,10 @@ clock, so that a loaded machine only slows the verdict) swallowed it. A SIGINT i
 milliseconds, before `ngf.cli.main` runs (Python starting, pip's wrapper script importing
 `re`, then `ngf.cli`), meets Python's own handler and prints its traceback: such trials
 are tallied apart, as "before main" (about the first 20 ms on an idle machine; more when
-many processes start at once). Prints one line per unclean trial (every trial with
+many processes start at once). Each trial starts with SIGINT at its default disposition, as
+a command typed at a terminal does: run from a script's background job (`cmd &`), this
+script inherits SIGINT ignored, `ngf` keeps an inherited ignored SIGINT ignored
+(docs/errors.md), and every SIGINT trial would otherwise be "swallowed", whatever the load. Prints one line per unclean trial (every trial with
 --verbose) and a tally; exits 1 when any trial was unclean otherwise.
 tests/test_signals.py runs the same trials, fewer of them.
 """
@@ -94,6 +97,12 @@ def environment() -> dict:
     return env
 
 
+def sigint_at_default() -> None:
+    """In the child before it runs `ngf`: SIGINT back at its default, as at a terminal (a disposition
+    inherited as ignored would survive the exec, and `ngf` keeps an ignored SIGINT ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def trial(delay: float, signum: int, out: Path | None = None) -> Trial:
     """Start `ngf run`, signal it ``delay`` seconds later, and wait for it to end.
 
@@ -102,7 +111,7 @@ def trial(delay: float, signum: int, out: Path | None = None) -> Trial:
     """
     extra = [] if out is None else ["--out", str(out)]
     proc = subprocess.Popen(ngf_command() + RUN + extra, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env=environment(), cwd=ROOT)
+                            env=environment(), cwd=ROOT, preexec_fn=sigint_at_default)
     deadline = time.monotonic() + SWALLOWED_AFTER
     while out is not None and not (out / "metrics.jsonl").is_file() and proc.poll() is None \
             and time.monotonic() < deadline:

@@ -112,3 +112,19 @@ def test_signals_at_any_moment_of_start_up_and_training_end_in_one_line(tmp_path
     assert [trials.describe(t) for t in done if t.verdict != "clean" and t not in excused] == []
     in_training = [t.output for t in done[:2]]  # they were started first
     assert all("; resume with: ngf run --plugin ngf_tiny_data --resume" in text for text in in_training), in_training
+
+
+def test_a_sigint_inherited_as_ignored_stays_ignored_and_sigterm_still_ends_the_run():
+    """`cmd &` in a script starts `ngf` with SIGINT ignored: it stays ignored (the shell's convention),
+    SIGTERM ends the run in one line. The trials start their runs with SIGINT at its default for this."""
+    trials = _trials_script()
+    proc = subprocess.Popen(trials.ngf_command() + trials.RUN, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=trials.environment(), cwd=ROOT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(1.0)  # a SIGINT that was not ignored would have ended it (130) by now or soon after
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 143 and len(output.decode().strip().splitlines()) == 1, output
