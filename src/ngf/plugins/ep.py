@@ -144,7 +144,7 @@ def relax(net, params, x, labels, states, fixed, rhos, steps: int, step: float, 
         return new, jnp.mean(jnp.sqrt(squares))
 
     # traced once whatever T, and compiled as a loop (unrolling 3 phases of a resnet took minutes to compile)
-    return jax.lax.fori_loop(0, steps, body, (states, jnp.zeros((), jnp.float32)))
+    return jax.lax.fori_loop(0, steps, body, (states, jnp.zeros((), states[0].dtype)))
 
 
 def phases(net, params, x, labels, key, options) -> EPSignals:
@@ -156,7 +156,7 @@ def phases(net, params, x, labels, key, options) -> EPSignals:
     def nudged(beta):
         return relax(net, params, x, labels, free, fixed, rhos, options.t2, options.step, beta)[0]
 
-    beta = jnp.asarray(options.beta, jnp.float32)
+    beta = jnp.asarray(options.beta, x.dtype)  # float32 runs as before; float64 (tests/reference) keeps β exact
     if options.nudge == "symmetric":  # Laborieux et al.: +β and −β, both from the free state
         first, second, width = nudged(beta), nudged(-beta), 2 * beta
     else:  # +β, or ±β with one sign per batch (Scellier & Bengio's train_model.py)
