@@ -16,7 +16,7 @@ from ngf.core.network import Network
 from ngf.host.registry import load_registry
 from ngf.models import mlp
 from ngf.plugins.kp import kp
-from ngf_tiny_mlp import assert_updates, batch, kernel, numpy_forward, output_error, run_rule, tiny_network
+from ngf_tiny_mlp import assert_updates, batch, bias, kernel, numpy_forward, output_error, run_rule, tiny_network
 
 
 def test_kp_signals_are_fa_signals_through_its_own_b():
@@ -31,20 +31,34 @@ def test_kp_signals_are_fa_signals_through_its_own_b():
     assert_updates(updates, zs, [delta1, e])
 
 
-def test_apply_changes_gives_b_the_change_and_decays_both():
+def test_apply_changes_gives_b_the_change_and_decays_every_weight_matrix_not_biases():
+    """As the authors' FCNN_KP.py (lines 64–73): every W and B decays, the first node's W too; no bias does."""
     net, params = tiny_network(widths=(4, 3))
     rule = kp(decay=0.1)
     state = rule.init(jax.random.key(0), net, params)
     changes = jax.tree.map(lambda a: 0.01 * jnp.sin(a + 1.0), params)  # some ΔW an optimiser applied
     new_params, new_state = rule.apply_changes(net, params, changes, state)
-    assert new_state.feedback[0] is None  # the first node sends nothing down: no B, no decay
-    np.testing.assert_allclose(kernel(new_params[0]), kernel(params[0]) + kernel(changes[0]), rtol=1e-6)
+    assert new_state.feedback[0] is None  # the first node sends nothing down: no B
+    np.testing.assert_allclose(kernel(new_params[0]), 0.9 * kernel(params[0]) + kernel(changes[0]), rtol=1e-6)
+    for l in (0, 1, 2):  # b ← b + Δb: no bias decays
+        np.testing.assert_allclose(bias(new_params[l]), bias(params[l]) + bias(changes[l]), rtol=1e-6)
     for l in (1, 2):
         w, b, dw = kernel(params[l]), kernel(state.feedback[l]), kernel(changes[l])
         np.testing.assert_allclose(kernel(new_params[l]), w + dw - 0.1 * w, rtol=1e-6)  # W ← W + ΔW − λW
         np.testing.assert_allclose(kernel(new_state.feedback[l]), b + dw - 0.1 * b, rtol=1e-6)  # B ← B + ΔW − λB
         np.testing.assert_allclose(kernel(new_state.feedback[l]) - kernel(new_params[l]), 0.9 * (b - w),
                                    rtol=1e-5, atol=1e-7)  # B − W shrinks by 1 − λ
+
+
+def test_no_decay_is_the_authors_default_b_minus_w_stays():
+    net, params = tiny_network(widths=(4, 3))
+    rule = kp(decay=0.0)
+    state = rule.init(jax.random.key(0), net, params)
+    changes = jax.tree.map(lambda a: 0.01 * jnp.cos(a), params)
+    new_params, new_state = rule.apply_changes(net, params, changes, state)
+    for l in (1, 2):
+        np.testing.assert_allclose(kernel(new_state.feedback[l]) - kernel(new_params[l]),
+                                   kernel(state.feedback[l]) - kernel(params[l]), rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd", "momentum"])

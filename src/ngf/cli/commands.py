@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from ngf.cli.hints import protocol_hint
 from ngf.cli.options import config_from_args
 from ngf.cli.ui import RichCallbacks, alignment_table, results_table
 from ngf.core.distributed import is_writer
@@ -32,6 +33,8 @@ def run_command(args, registry: Registry, console: Console) -> dict:
     console.print(results_table(summary))
     if summary.get("alignment_degrees") is not None:
         console.print(alignment_table(summary))
+    if (hint := protocol_hint(config, registry)) is not None:  # docs/reproductions/, ngf.cli.hints
+        console.print(hint, soft_wrap=True, highlight=False)
     if config.out and is_writer():  # in a multi-process run, process 0 writes the folder
         console.print(f"wrote {config.out}/summary.json, metrics.jsonl, config.toml and checkpoint.msgpack")
     return summary

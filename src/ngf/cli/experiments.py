@@ -6,6 +6,7 @@ import json
 import shlex
 from pathlib import Path
 
+from ngf.cli.hints import protocol_hints
 from ngf.cli.options import base_record, typed_record
 from ngf.cli.ui import RichCallbacks
 from ngf.core.errors import NgfError
@@ -58,6 +59,8 @@ def experiment_command(args, registry, console) -> list:
         text = "ngf " + shlex.join(getattr(args, "argv", None) or [args.command])
         with writing(f"the tables and curves in {args.out}"):  # the runs are on disk whatever happens here
             results = write_report(Path(args.out), runs, summaries, text, console)
+        for line in protocol_hints([item.config for item in runs], registry):  # ngf.cli.hints
+            console.print(line, soft_wrap=True, highlight=False)
         failed = False
         return results
     finally:

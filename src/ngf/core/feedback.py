@@ -59,12 +59,17 @@ def layer_feedback(key: jax.Array, params, scale: float, dist: str) -> tuple:
     return (None,) + tuple(random_like(k, p, scale, dist) for k, p in zip(keys[1:], params[1:]))
 
 
-def receive_change(theta, change, decay: float, gain: float = 1.0):
+def receive_change(theta, change, decay: float, gain: float = 1.0, matrices_only: bool = False):
     """θ + gain·ΔW − λθ, leaf by leaf: a weight receiving an applied change ΔW, and decaying.
 
     Kolen–Pollack's W and B (gain 1) and LRA-E's E (gain γ), docs/rules.md#kp and #lra.
+    ``matrices_only``: only leaves of two or more axes (weight matrices, kernels) decay;
+    vectors (biases) take θ + gain·ΔW alone.
     """
-    return jax.tree.map(lambda t, d: t + gain * d - decay * t, theta, change)
+    def receive(t, d):
+        lam = 0.0 if matrices_only and t.ndim < 2 else decay
+        return t + gain * d - lam * t  # θ ← θ + γΔW − λθ
+    return jax.tree.map(receive, theta, change)
 
 
 def walk_down(net: Network, top_delta: jax.Array, send: Callable, signal: Callable) -> tuple:

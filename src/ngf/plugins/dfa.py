@@ -6,6 +6,7 @@ from typing import NamedTuple
 import jax
 
 from ngf.core.checks import number
+from ngf.core.errors import NgfError
 from ngf.core.feedback import check_distribution, random_like
 from ngf.core.network import updates_from_deltas
 from ngf.core.rule import LearningRule
@@ -16,10 +17,24 @@ class DFAState(NamedTuple):
     """Fixed random D_l of shape [size(p(z^l)), n_classes] per hidden node (the output node has none).
 
     p is the pooling through which z^l is read (``Network.read_output``), the identity
-    unless the node's sole consumer pools what it reads.
+    unless the node's sole consumer pools what it reads; under ``placement="output"``
+    (``drtp``) D_l is [size(z^l), n_classes].
     """
 
     feedback: tuple
+
+
+#: where D_l s lands on node l (``drtp``'s option ``placement``): ``read``, where the parameters
+#: downstream read z^l (for a pooling p, its winners); ``output``, all of z^l, at every position
+PLACEMENTS = ("read", "output")
+
+
+def check_placement(placement: str, owner: str) -> str:
+    """Validate a placement name (``PLACEMENTS``); ``owner`` (``"drtp"``) starts the message."""
+    if placement not in PLACEMENTS:
+        raise NgfError(f"{owner} option placement: unknown placement {placement!r}; "
+                       f"valid placements: {', '.join(PLACEMENTS)}")
+    return placement
 
 
 def read_shapes(net, params) -> list:
@@ -28,20 +43,34 @@ def read_shapes(net, params) -> list:
     return [jax.eval_shape(lambda z, l=l: net.read_output(l, z), t.out) for l, t in enumerate(shapes[:-1])]
 
 
-def direct_feedback(key, net, params, scale: float, dist: str) -> tuple:
-    """One random D_l per hidden node, sized from the trace's shapes at init."""
+def signal_shapes(net, params, placement: str = "read") -> list:
+    """Where D_l s lands on each hidden node: p(z^l)'s shape (``read``) or z^l's (``output``)."""
+    if placement == "output":
+        return [t.out for t in net.trace_shapes(params)[:-1]]
+    return read_shapes(net, params)
+
+
+def direct_feedback(key, net, params, scale: float, dist: str, placement: str = "read") -> tuple:
+    """One random D_l per hidden node, [size of where its signal lands, n_classes], sized from the trace at init."""
     n_classes = net.trace_shapes(params)[-1].pre.shape[-1]
-    like = [jax.ShapeDtypeStruct((math.prod(r.shape[1:]), n_classes), r.dtype) for r in read_shapes(net, params)]
+    like = [jax.ShapeDtypeStruct((math.prod(r.shape[1:]), n_classes), r.dtype)
+            for r in signal_shapes(net, params, placement)]
     return tuple(random_like(key, like, scale, dist))
 
 
-def direct_signals(net, trace, feedback: tuple, signal: jax.Array) -> tuple:
+def landed(net, l: int, z: jax.Array, v: jax.Array, placement: str) -> jax.Array:
+    """D_l s in z^l's shape: pᵀ(v) through the vjp of the read (``read``), or v itself reshaped (``output``)."""
+    return v.reshape(z.shape) if placement == "output" else net.read_vjp(l, z, v)
+
+
+def direct_signals(net, trace, feedback: tuple, signal: jax.Array, placement: str = "read") -> tuple:
     """δ^l = f'(h^l) ⊙ pᵀ(D_l s) for every hidden node l, given a per-example signal s (dfa: e).
 
-    D_l s lands where z^l is read (for a pooling p, the max positions; the whole of z^l
-    when it has none). No other node's weight is read.
+    ``read``: D_l s lands where z^l is read (for a pooling p, the max positions; the whole of
+    z^l when it has none). ``output``: δ^l = f'(h^l) ⊙ D_l s over all of z^l (p is skipped).
+    No other node's weight is read.
     """
-    return tuple(net.activation_vjp(l, trace[l].pre, net.read_vjp(l, trace[l].out, signal @ d.T))
+    return tuple(net.activation_vjp(l, trace[l].pre, landed(net, l, trace[l].out, signal @ d.T, placement))
                  for l, d in enumerate(feedback))
 
 

@@ -11,6 +11,13 @@ so B − W shrinks by (1 − λ) every step and B converges to W with no weight 
 each node's B sees only its own node's change, whatever the optimiser (Adam or SGD)
 made of the update. The rule sees that change through ``LearningRule.apply_changes``.
 
+Which weights decay follows the authors' code (makrout/Deep-Learning-without-Weight-Transport,
+``fcnn/FCNN_KP.py`` lines 64–73): every weight matrix or kernel, the first node's W
+included, and no bias (a bias takes b + Δb). λ's default, 3e-4, is not theirs: their
+``weight_decay`` multiplier defaults to 1 and ``main.py`` never sets it, so their runs
+decay nothing (λ = 0, ``decay=0`` here), and B − W then never shrinks; the paper's
+convergence of B to W needs λ > 0.
+
 Locality: no node's signal or update reads another node's forward weights; B_c lives
 with node c and learns from node c's own change.
 """
@@ -34,7 +41,8 @@ def kp(decay: float = 3e-4, scale: float = 0.1, dist: str = "normal") -> Learnin
     """Kolen–Pollack: feedback alignment whose feedback weights receive the forward weights' changes.
 
     Args:
-      decay: λ, the decay of both W and B per step (B − W shrinks by 1 − λ each step).
+      decay: λ, the decay per step of every weight matrix W and B (no bias), so B − W shrinks by 1 − λ
+        each step; the authors' code uses 0.
       scale: B's initial scale, in units of Glorot's standard deviation for θ_l's shape.
       dist: B's initial distribution, ``normal`` or ``uniform`` (same standard deviation).
     """
@@ -54,11 +62,11 @@ def kp(decay: float = 3e-4, scale: float = 0.1, dist: str = "normal") -> Learnin
         return updates_from_deltas(net, params, trace, deltas), state
 
     def apply_changes(net, params, changes, state):
-        # nodes with feedback weights: W ← W + ΔW − λW and B ← B + ΔW − λB; the first node, which
-        # sends nothing down, has no B and no decay: W ← W + ΔW
-        params = tuple(receive_change(w, dw, 0.0 if b is None else decay)
-                       for w, dw, b in zip(params, changes, state.feedback))
-        feedback = tuple(None if b is None else receive_change(b, dw, decay) for b, dw in zip(state.feedback, changes))
+        # every node, the first too: W ← W + ΔW − λW and B ← B + ΔW − λB on weight matrices and
+        # kernels, b ← b + Δb on biases (FCNN_KP.py lines 64–73); the first node has no B
+        params = tuple(receive_change(w, dw, decay, matrices_only=True) for w, dw in zip(params, changes))
+        feedback = tuple(None if b is None else receive_change(b, dw, decay, matrices_only=True)
+                         for b, dw in zip(state.feedback, changes))
         return params, KPState(feedback)
 
     return LearningRule(init, compute_targets, local_update, apply_changes=apply_changes)

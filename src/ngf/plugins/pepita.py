@@ -46,10 +46,18 @@ with relu (whose activations grow without bound instead). The paper's own networ
 5×5 convolution of 32 relu maps, pooling and the dense output node, reached 0.976 in
 three epochs, but so did its output node alone (0.977).
 
-Differences from the authors' code (github.com/GiorgiaD/PEPITA): their output layer
-learns from the pass-2 error softmax(h'^L) − onehot(y); here, as in docs/rules.md#pepita, from
-e. Their convolutions average the update over output positions, vjp_θ sums them (a
-constant factor per node, which Adam removes). Dropout is not part of ngf's models.
+Differences from the authors' code (github.com/GiorgiaD/PEPITA): in their dense networks
+the output layer learns from the pass-2 error softmax(h'^L) − onehot(y) (``main_pytorch.py``
+line 449); here, as in docs/rules.md#pepita, from e (as their conv network's single dense
+layer does, lines 441–443). Their convolution update is not ngf's up to a positive factor:
+``compute_delta_w_conv`` (``models.py`` lines 56–101) takes +mean_n (z − z') ⊗ u' averaged
+over the P output positions, and ``w += eta * delta_w / batch_size`` (``main_pytorch.py``
+lines 472–500) divides by the batch N a second time, with the opposite sign to their dense
+layers (``delta_w = -(z - z').T @ u'``). ngf's change, −η (1/N) Σ_n Σ_positions (z − z') ⊗ u',
+is −N·P times theirs: the other direction, whatever the optimiser (tests/reference/
+test_ref_pepita_conv.py); and theirs is 1/(N·P) the size: in a held-out run of their code
+the conv kernel's norm stayed at 3.3218 for all three epochs. ngf keeps the paper's sign,
+W ← W − η (h − h^err) ⊗ h^err_{l−1}, on every node. Dropout is not part of ngf's models.
 
 Locality: no signal travels backwards (no J^T, no feedback weights), but pass 2 runs
 the network forward with its current weights, so node l's update, through z'^l and
