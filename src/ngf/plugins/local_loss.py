@@ -41,8 +41,11 @@ Differences: ngf's models have no dropout and no batch normalisation (theirs: dr
 each nonlinearity, batch norm before it); a rule does not change the forward pass, so ngf trains
 the model as it is. Their ``--bio`` variants (feedback-aligned heads, projected targets) and the
 unsupervised terms (``--loss-unsup``, ``--alpha``) are not implemented. Their blocks take their
-optimiser step inside the forward pass, so a block above sees the output of a block already
-updated this step; ngf computes every node's loss on one forward trace and updates all at once.
+optimiser step inside the forward pass, but each returns its output computed before that step,
+so every block reads the step's pre-update outputs, as ngf's one trace does
+(tests/reference/test_ref_local_loss.py). Under predsim their output layer learns from the
+cross-entropy × (1 − β); ngf's output node from e unscaled (no matter under Adam; × 1/(1 − β)
+under SGD).
 
 Locality: node l's update reads θ_l (through its own vjp), its heads and the labels only; it
 reads no other node's forward weights, forward or transposed.
