@@ -53,6 +53,7 @@ class Trial(NamedTuple):
     signum: int
     status: int | None  # as the shell reports it; None: still working SWALLOWED_AFTER CPU s after the signal
     output: str  # stdout and stderr, together
+    cpu_at_signal: float | None = None  # CPU seconds the process had used when it was signalled
 
     @property
     def before_main(self) -> bool:
@@ -117,14 +118,15 @@ def trial(delay: float, signum: int, out: Path | None = None) -> Trial:
             and time.monotonic() < deadline:
         time.sleep(0.02)
     time.sleep(delay)
+    used = cpu_seconds(proc.pid)
     proc.send_signal(signum)
     if not ended(proc):
         proc.kill()
         output, _ = proc.communicate()
-        return Trial(delay, signum, None, output.decode(errors="replace"))
+        return Trial(delay, signum, None, output.decode(errors="replace"), used)
     output, _ = proc.communicate()
     status = 128 - proc.returncode if proc.returncode < 0 else proc.returncode  # killed by the signal: 128 + n
-    return Trial(delay, signum, status, output.decode(errors="replace"))
+    return Trial(delay, signum, status, output.decode(errors="replace"), used)
 
 
 def cpu_seconds(pid: int) -> float | None:

@@ -106,9 +106,10 @@ def test_signals_at_any_moment_of_start_up_and_training_end_in_one_line(tmp_path
     trials = _trials_script()
     done = trials.run_trials(30, 5.0, 6, training=2, folder=tmp_path)
     assert len(done) == 32
-    # only a SIGINT within Python's own start-up (tens of milliseconds; more with 6 starting at once on a
-    # busy machine), before any ngf function runs, may meet Python's own handler
-    excused = [t for t in done if t.verdict == trials.BEFORE_MAIN and t.delay < 0.5]
+    # only a SIGINT within Python's own start-up, before any ngf function runs, may meet Python's own
+    # handler: tens of milliseconds of the process's CPU time (judged by its own progress, not the wall
+    # clock, which a busy machine stretches)
+    excused = [t for t in done if t.verdict == trials.BEFORE_MAIN and (t.cpu_at_signal or 0.0) < 0.3]
     assert [trials.describe(t) for t in done if t.verdict != "clean" and t not in excused] == []
     in_training = [t.output for t in done[:2]]  # they were started first
     assert all("; resume with: ngf run --plugin ngf_tiny_data --resume" in text for text in in_training), in_training
