@@ -78,7 +78,7 @@ def test_a_run_writes_its_config_and_repeats_from_it(tmp_path, capsys):
     assert main(argv + ["--out", str(first)]) == 0
     config = read(first / "config.toml")
     assert config["rule_opts"]["beta"] == 0.2 and config["rule_opts"]["learn_e"] is False  # complete
-    assert config["model_opts"] == {"widths": (12,), "activation": "relu"}
+    assert config["model_opts"] == {"widths": (12,), "activation": "relu", "bias": True, "dropout": 0.0}
     assert config["init"] == "glorot:0.5" and config["schedule"] == "constant" and "out" not in config
     assert main(["run", "--plugin", "ngf_tiny_data", "--config", str(first / "config.toml"),
                  "--out", str(second), "--quiet"]) == 0

@@ -157,5 +157,5 @@ def test_coerce_follows_the_default_type_or_fails_cleanly(text, default):
         assert isinstance(value, bool)
     elif isinstance(default, (int, float)):
         assert isinstance(value, type(default))
-    elif isinstance(default, tuple):
-        assert isinstance(value, tuple) and value
+    elif isinstance(default, tuple):  # empty text is the empty tuple (``--model-opt widths=``)
+        assert isinstance(value, tuple) and (bool(value) or not text.strip())

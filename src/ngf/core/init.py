@@ -3,9 +3,11 @@
 A scheme re-initialises the per-layer parameter pytrees that ``Network.from_model``
 returns, so it works for every model without knowing its layer types: every leaf
 with two or more axes is a weight (a dense kernel, a convolution's window) and gets
-the scheme; every leaf with fewer axes is a bias and becomes zero. ``default`` keeps
-what the model's own layers drew. Fans follow JAX's convention: the last axis is
-fan-out, the one before it fan-in, leading axes (a convolution's window) multiply both.
+the scheme; every leaf with fewer axes is a bias and becomes zero, except under
+``torch``, which draws it as PyTorch does from the fan-in of the weight beside it (in
+the same module). ``default`` keeps what the model's own layers drew. Fans follow JAX's
+convention: the last axis is fan-out, the one before it fan-in, leading axes (a
+convolution's window) multiply both.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class Scheme(NamedTuple):
     make: Callable[[float], Callable]
     default_scale: float | None  # None: the scheme takes no scale
     help: str
+    biases: bool = False  # True: biases drawn U(−1/√fan_in, 1/√fan_in) from their weight's fan-in, not zeroed
 
 
 def _gained(initializer: Callable) -> Callable[[float], Callable]:
@@ -45,6 +48,18 @@ def _symmetric_uniform(scale: float) -> Callable:
     return lambda key, shape, dtype: jax.random.uniform(key, shape, dtype, -scale, scale)
 
 
+def fan_in(shape: tuple) -> int:
+    """A weight's fan-in: its second-to-last axis times its leading ones (in_channels·kh·kw of a convolution)."""
+    return shape[-2] * math.prod(shape[:-2])
+
+
+def _torch_weights(key, shape, dtype) -> jax.Array:
+    """PyTorch's default of ``nn.Linear`` and ``nn.Conv2d``: kaiming_uniform(a=√5), i.e.
+    gain √(2/(1+5)) times bound √3/√fan_in, which is U(−1/√fan_in, 1/√fan_in)."""
+    bound = 1.0 / math.sqrt(fan_in(shape))
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
 SCHEMES: dict[str, Scheme] = {
     "default": Scheme(lambda s: None, None, "the layers' own initialisers"),
     "zeros": Scheme(lambda s: jinit.zeros, None, "all weights 0"),
@@ -56,6 +71,8 @@ SCHEMES: dict[str, Scheme] = {
     "he_uniform": Scheme(_gained(jinit.he_uniform), 1.0, "He uniform, × SCALE"),
     "lecun": Scheme(_gained(jinit.lecun_normal), 1.0, "LeCun normal, × SCALE"),
     "orthogonal": Scheme(lambda s: jinit.orthogonal(s), 1.0, "Saxe et al. 2014 orthogonal, gain SCALE"),
+    "torch": Scheme(lambda s: _torch_weights, None, "PyTorch's nn.Linear and nn.Conv2d default: weights and "
+                    "biases U(−1/√fan_in, 1/√fan_in)", biases=True),
 }
 
 
@@ -82,22 +99,33 @@ def parse_init(spec: str) -> tuple[str, float | None]:
     return name, scale
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2, 3))  # one compilation per scheme and shapes, reused
-def _draw(key: jax.Array, name: str, scale: float | None, shapes: tuple) -> list:
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))  # one compilation per scheme and shapes, reused
+def _draw(key: jax.Array, name: str, scale: float | None, shapes: tuple, fans: tuple = ()) -> list:
     initializer = SCHEMES[name].make(scale)
     keys = jax.random.split(jax.random.fold_in(key, INIT_STREAM), max(len(shapes), 1))
-    return [initializer(k, shape, dtype) if len(shape) >= 2 else jnp.zeros(shape, dtype)
-            for k, (shape, dtype) in zip(keys, shapes)]
+    fans = fans or (None,) * len(shapes)  # a bias's weight's fan-in (``torch``), else None: the bias is 0
+    return [initializer(k, shape, dtype) if len(shape) >= 2 else jnp.zeros(shape, dtype) if fan is None
+            else _symmetric_uniform(1.0 / math.sqrt(fan))(k, shape, dtype)  # torch: b ~ U(±1/√fan_in)
+            for k, (shape, dtype), fan in zip(keys, shapes, fans)]
+
+
+def bias_fans(params: tuple) -> tuple:
+    """Per leaf: for a bias (fewer than two axes), the fan-in of the weight in its module, else None."""
+    paths = jax.tree_util.tree_flatten_with_path(params)[0]
+    module = [tuple(k for k in path if not isinstance(k, jax.tree_util.GetAttrKey))[:-1] for path, _ in paths]
+    weights = {m: fan_in(leaf.shape) for m, (_, leaf) in zip(module, paths) if leaf.ndim >= 2}
+    return tuple(weights.get(m) if leaf.ndim < 2 else None for m, (_, leaf) in zip(module, paths))
 
 
 def initialise(params: tuple, spec: str, seed: int) -> tuple:
-    """Re-draw ``params`` (per-layer pytrees) with scheme ``spec``; biases become zero."""
+    """Re-draw ``params`` (per-layer pytrees) with scheme ``spec``; biases become zero (``torch``: drawn)."""
     name, scale = parse_init(spec)
     if name == "default":
         return params
     leaves, treedef = jax.tree.flatten(params)
     shapes = tuple((tuple(leaf.shape), jnp.dtype(leaf.dtype)) for leaf in leaves)
-    return jax.tree.unflatten(treedef, _draw(seed_key(seed), name, scale, shapes))
+    fans = bias_fans(params) if SCHEMES[name].biases else ()
+    return jax.tree.unflatten(treedef, _draw(seed_key(seed), name, scale, shapes, fans))
 
 
 #: XLA's backend optimisation level for a program that runs once per run (drawing the weights, the

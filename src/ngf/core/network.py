@@ -13,13 +13,21 @@ h^l's shape. A node may start its map with a parameter-free ``pool``
 deliver their signal where the sole consumer's p reads. Every learning rule is
 written with the vector–Jacobian products below and the backward walk of
 ``ngf.core.feedback``, so it works for every node type.
+
+Dropout: a node whose module sets ``dropout`` = P > 0 is thinned in each training step.
+The step draws one mask m^l per such node from its key, Bernoulli(1 − P) / (1 − P) in
+z^l's shape (inverted dropout, torch's ``nn.Dropout``), and hands the rule the network
+``thinned`` by them, whose f_l is m^l ⊙ f_l: every pass the rule runs in that step (the
+engine's forward, pepita's second pass, a relaxation, a jvp) and every derivative it takes
+see the same masks. Evaluation, ``predict`` and the alignment run the network unthinned.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, NamedTuple
+import numbers
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +40,7 @@ Params = tuple  # one nnx.State of parameters per node
 INPUT = -1  # the parent index that stands for the network's input x (z^0)
 #: NNX modules that mix units: a node may hold at most one of them (docs/rules.md#graph).
 MIXING_MODULES = (nnx.Linear, nnx.LinearGeneral, nnx.Einsum, nnx.Conv, nnx.ConvTranspose, nnx.Embed)
+DROPOUT_STREAM = 0xD409  # folded into a step's key for its dropout masks, apart from the rule's own draws
 
 
 class LayerTrace(NamedTuple):
@@ -53,6 +62,8 @@ class Network:
     pools: tuple = ()  # p_l, the parameter-free start of each node's map (None: none), from its ``pool``
     reads: tuple = ()  # P(l), the parents of each node (INPUT: x); () is the chain P(l) = {l−1}
     loss: Loss = CE  # L(h^L, y) and e = ∂L/∂h^L, which every rule reads (--loss; ngf.core.losses)
+    dropouts: tuple = ()  # P_l, the chance that a training step drops a unit of z^l; () when every P_l = 0
+    masks: tuple = ()  # m^l of one training step (None where P_l = 0), in a network ``thinned`` by them
 
     @classmethod
     def from_model(cls, model: nnx.Module, input_shape: tuple | None = None) -> tuple["Network", Params]:
@@ -75,7 +86,11 @@ class Network:
             rests.append(rest)
             acts.append(getattr(layer, "activation", None) or identity)
         pools = tuple(p if callable(p := getattr(layer, "pool", None)) else None for layer in layers)
-        return cls(tuple(graphdefs), tuple(rests), tuple(acts), input_shape, pools, reads), tuple(params)
+        drops = tuple(check_dropout(f"layer {l}", getattr(layer, "dropout", 0.0)) for l, layer in enumerate(layers))
+        if drops[-1]:
+            raise NgfError(f"layer {len(layers) - 1}, the output node, has dropout {drops[-1]}: only hidden nodes may")
+        return cls(tuple(graphdefs), tuple(rests), tuple(acts), input_shape, pools, reads,
+                   dropouts=drops if any(drops) else ()), tuple(params)
 
     @property
     def depth(self) -> int:
@@ -117,12 +132,27 @@ class Network:
             trace.append(LayerTrace(u, h, outs[-1]))
         return trace[-1].pre, tuple(trace)
 
+    def thinned(self, params: Params, x: jax.Array, key: jax.Array) -> "Network":
+        """This network with one training step's dropout masks, drawn from the step's ``key`` for the
+        batch ``x``: f_l becomes m^l ⊙ f_l, m^l ~ Bernoulli(1 − P_l) / (1 − P_l) (itself without dropout)."""
+        if not self.dropouts or self.masks:
+            return self
+        shapes = jax.eval_shape(lambda p, inp: self.forward(p, inp)[1], params, x)
+        key = jax.random.fold_in(key, DROPOUT_STREAM)
+        masks = tuple(None if not p else jnp.where(  # inverted dropout: kept units scaled by 1/(1 − P)
+            jax.random.bernoulli(jax.random.fold_in(key, l), 1.0 - p, shapes[l].out.shape), 1.0 / (1.0 - p),
+            0.0).astype(shapes[l].out.dtype) for l, p in enumerate(self.dropouts))
+        acts = tuple(f if m is None else Dropped(f, m, l) for l, (f, m) in enumerate(zip(self.activations, masks)))
+        return dataclasses.replace(self, activations=acts, masks=masks)
+
     def trace_shapes(self, params: Params, batch: int = 1):
         """Shapes and dtypes of the trace for a batch (needs ``input_shape``)."""
         if self.input_shape is None:
             raise ValueError("this Network was built without input_shape")
         x = jax.ShapeDtypeStruct((batch,) + tuple(self.input_shape), jnp.float32)
-        return jax.eval_shape(lambda p, inp: self.forward(p, inp)[1], params, x)
+        plain = dataclasses.replace(self, activations=tuple(f.activation if isinstance(f, Dropped) else f
+                                                               for f in self.activations))
+        return jax.eval_shape(lambda p, inp: plain.forward(p, inp)[1], params, x)  # masks keep shapes
 
     def logits(self, params: Params, x: jax.Array) -> jax.Array:
         """The logits h^L only."""
@@ -167,6 +197,35 @@ class Network:
     def to_model(self, params: Params) -> list:
         """Rebuild the node modules from parameters (for inspection or export)."""
         return [nnx.merge(g, p, r) for g, p, r in zip(self.graphdefs, params, self.rests)]
+
+
+def check_dropout(owner: str, p) -> float:
+    """P checked to be a probability in [0, 1): the chance that a training step drops a unit (0: none)."""
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p < 1:
+        raise NgfError(f"{owner} option dropout must be a probability in [0, 1), got {p!r}")
+    return float(p)
+
+
+class MaskMismatch(NgfError):
+    """A rule ran a thinned node on other examples than its step's batch (the step names the rule)."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dropped:
+    """f̃_l(h) = m^l ⊙ f_l(h): node l's activation with its step's dropout mask; ``used`` records a call."""
+
+    activation: Callable
+    mask: jax.Array
+    node: int
+    used: list = dataclasses.field(default_factory=list)
+
+    def __call__(self, h: jax.Array) -> jax.Array:
+        if h.shape != self.mask.shape:
+            raise MaskMismatch(f"it runs node {self.node} on {tuple(h.shape)} where the step's dropout mask is "
+                               f"{tuple(self.mask.shape)}: on other examples than the batch, where the step's masks "
+                               "(one per example) do not apply; set dropout to 0")
+        self.used.append(True)
+        return self.activation(h) * self.mask
 
 
 def sum_of_parents(parents: tuple, x: jax.Array, outs) -> jax.Array:

@@ -17,7 +17,7 @@ import optax
 
 from ngf.core.errors import NgfError
 from ngf.core.losses import CE, Loss
-from ngf.core.network import Network
+from ngf.core.network import Dropped, MaskMismatch, Network
 from ngf.core.rule_checks import check_state_kept, checked_pair, checked_rule_updates, checked_updates
 from ngf.core.rule import LearningRule, Lazy, apply_changes, as_updates, call, metric_vector, predict
 
@@ -102,7 +102,13 @@ def make_train_step(net: Network, rule: LearningRule, optimizer: optax.GradientT
 
     def step(state: TrainState, x: jax.Array, y: jax.Array):
         x = prepare_inputs(x)
-        updates, rule_state, logits = rule_pass(net, rule, state, x, y)
+        # the network this step trains: thinned by its dropout masks, if any (ngf.core.network)
+        thinned = net.thinned(state.params, x, step_key(state)) if net.dropouts else net
+        try:
+            updates, rule_state, logits = rule_pass(thinned, rule, state, x, y)
+        except MaskMismatch as exc:
+            raise NgfError(f"rule {rule.name or 'custom'!r} cannot train with dropout: {exc}") from None
+        check_masks_applied(thinned, rule)
         if rule.applies_directly:
             changes, opt_state = updates.params, state.opt_state
         else:
@@ -122,6 +128,14 @@ def make_train_step(net: Network, rule: LearningRule, optimizer: optax.GradientT
         return TrainState(params, opt_state, rule_state, rule_params, rule_opt_state, state.key, steps), sums
 
     return step
+
+
+def check_masks_applied(net: Network, rule: LearningRule) -> None:
+    """Refuse a rule that never ran a thinned node's activation f̃_l = m^l ⊙ f_l: its dropout would do nothing."""
+    unused = [a.node for a in net.activations if isinstance(a, Dropped) and not a.used]
+    if unused:
+        raise NgfError(f"rule {rule.name or 'custom'!r} cannot train with dropout: it never applies node "
+                       f"{unused[0]}'s activation f_l, where dropout acts (m ⊙ f_l); set dropout to 0")
 
 
 def epoch_metrics(rule: LearningRule, sums, n_steps: int) -> dict:

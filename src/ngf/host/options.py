@@ -109,7 +109,8 @@ def _typed(value: Any, like: Any, label: str):
 
 
 def coerce(text: Any, default: Any, label: str):
-    """Convert ``text`` to the type of ``default``; tuples are comma-separated.
+    """Convert ``text`` to the type of ``default``; tuples are comma-separated, and empty text is the
+    empty tuple (``widths=`` as ``widths = []`` in a TOML file: no hidden layer).
 
     A value that is not text is checked instead where the default is a bool, an integer
     or a list of them (``widths = [true, 16.9]`` is refused, not read as 1-16).
@@ -118,6 +119,8 @@ def coerce(text: Any, default: Any, label: str):
         return _typed(text, default, label)
     if isinstance(default, (tuple, list)):
         like = default[0] if default else None
+        if not text.strip():
+            return ()
         parts = [p for p in text.replace(" ", "").split(",") if p]
         if not parts:
             raise NgfError(f"{label} expects a comma-separated list, got {text!r}")

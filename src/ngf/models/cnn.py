@@ -14,9 +14,9 @@ from __future__ import annotations
 from flax import nnx
 
 from ngf.core.errors import NgfError
-from ngf.core.network import identity
+from ngf.core.network import check_dropout, identity
 from ngf.models.conv import Conv, check_conv_method, pooling
-from ngf.models.layers import Dense, Sequential, activation_by_name
+from ngf.models.layers import Dense, Sequential, activation_by_name, check_bias
 
 #: LeNet-5's layout (5×5 kernels, 6 and 16 channels, dense 120 → 84) with relu: the network
 #: ``python -m benchmarks`` times against its PyTorch twin (``cnn(..., **LENET5)``).
@@ -51,7 +51,8 @@ def _paddings(padding, stages: int) -> tuple:
 
 def cnn(input_shape, n_classes: int, *, rngs: nnx.Rngs, channels: tuple = (16, 32),
         widths: tuple = (256, 128), activation: str = "tanh", kernel: int = 3, pool: int = 2,
-        padding: tuple = ("same",), conv_method: str = "xla") -> Sequential:
+        padding: tuple = ("same",), conv_method: str = "xla", bias: bool = True,
+        dropout: float = 0.0) -> Sequential:
     """A LeNet-style network: conv+pool stages, then dense layers (``**LENET5`` gives LeNet-5).
 
     By default every convolution pads to keep its image size (LeNet-5 itself pads only
@@ -68,10 +69,12 @@ def cnn(input_shape, n_classes: int, *, rngs: nnx.Rngs, channels: tuple = (16, 3
       padding: ``same`` or ``valid`` for each stage, e.g. ``same,same``; the last repeats.
       conv_method: how convolutions are computed: xla (lax.conv), patches (im2col) or shifts (the same map;
         ``ngf.models.conv.convolve``).
+      bias: whether every convolution and dense layer has a bias (false: as PyTorch's ``bias=False``).
+      dropout: P in [0, 1): training multiplies each hidden dense output by Bernoulli(1 − P)/(1 − P).
     """
     channels, widths = _positive("channels", channels), _positive("widths", widths)
     kernel, pool = _positive("kernel", (kernel,))[0], _positive("pool", (pool,))[0]
-    act = activation_by_name(activation)
+    act, bias, dropout = activation_by_name(activation), check_bias("cnn", bias), check_dropout("cnn", dropout)
     check_conv_method(conv_method)
     height, width, depth = image_shape(input_shape)
     paddings = _paddings(padding, len(channels))
@@ -84,11 +87,13 @@ def cnn(input_shape, n_classes: int, *, rngs: nnx.Rngs, channels: tuple = (16, 3
                            f"of {kernel}×{kernel} convolution and {pool}×{pool} pooling")
     layers, pool_in = [], None  # the first convolution sees the image itself
     for out, pad in zip(channels, paddings):
-        layers.append(Conv(depth, out, kernel, act, padding=pad, pool=pool_in, method=conv_method, rngs=rngs))
+        layers.append(Conv(depth, out, kernel, act, padding=pad, pool=pool_in, method=conv_method, bias=bias,
+                           rngs=rngs))
         depth, pool_in = out, pooling(pool)
     sizes = (height * width * depth,) + widths + (n_classes,)
     acts = (act,) * len(widths) + (identity,)
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(Dense(a, b, acts[i], pool=pool_in if i == 0 else None, rngs=rngs))
+        layers.append(Dense(a, b, acts[i], pool=pool_in if i == 0 else None, bias=bias,
+                            dropout=dropout if i < len(widths) else 0.0, rngs=rngs))
     return Sequential(layers)
 

@@ -155,7 +155,8 @@ def apply_conv(conv: nnx.Conv, x: jax.Array, method: str = "xla") -> jax.Array:
 
 
 class Conv(nnx.Module):
-    """A convolution layer: h = conv(θ, pool(z)) + b, NHWC, with an elementwise activation f.
+    """A convolution layer: h = conv(θ, pool(z)) + b (without b when ``bias`` is false), NHWC, with an
+    elementwise activation f.
 
     ``pool`` (e.g. ``MaxPool(2)``) pools the layer's input first; None leaves it as is.
     ``method`` is how the convolution is computed (``convolve``); the map is the same.
@@ -163,9 +164,9 @@ class Conv(nnx.Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int, activation=identity, *,
                  padding: str = "SAME", stride: int = 1, pool: Callable | None = None,
-                 method: str = "xla", rngs: nnx.Rngs):
+                 method: str = "xla", bias: bool = True, rngs: nnx.Rngs):
         self.conv = nnx.Conv(in_channels, out_channels, (kernel, kernel), strides=stride,
-                             padding=padding, rngs=rngs)
+                             padding=padding, use_bias=bias, rngs=rngs)
         self.activation = activation
         self.pool = pool
         self.method = check_conv_method(method)

@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ngf.core.errors import unknown_name
-from ngf.core.network import identity
+from ngf.core.errors import NgfError, unknown_name
+from ngf.core.network import check_dropout, identity
 from ngf.models.conv import pooled
 
 
@@ -42,17 +42,27 @@ def activation_by_name(name: str):
     return ACTIVATIONS[name]
 
 
+def check_bias(owner: str, bias) -> bool:
+    """``bias`` checked to be a bool: whether the model's unit-mixing layers carry a bias b."""
+    if not isinstance(bias, bool):
+        raise NgfError(f"{owner} option bias must be true or false, got {bias!r}")
+    return bias
+
+
 class Dense(nnx.Module):
-    """A dense layer on the flattened input: h = W·flatten(pool(z)) + b.
+    """A dense layer on the flattened input: h = W·flatten(pool(z)) + b, or without b when ``bias`` is false.
 
     ``pool`` (e.g. ``ngf.models.conv.MaxPool(2)``) pools image inputs first; None leaves them as they are.
+    ``dropout`` is P, the probability that a training step drops each unit of the layer's output z
+    (``Network.thinned``); 0 drops none.
     """
 
     def __init__(self, in_features: int, out_features: int, activation=identity, *,
-                 pool: Callable | None = None, rngs: nnx.Rngs):
-        self.linear = nnx.Linear(in_features, out_features, rngs=rngs)
+                 pool: Callable | None = None, bias: bool = True, dropout: float = 0.0, rngs: nnx.Rngs):
+        self.linear = nnx.Linear(in_features, out_features, use_bias=bias, rngs=rngs)
         self.activation = activation
         self.pool = pool
+        self.dropout = check_dropout("Dense", dropout)
 
     def __call__(self, z: jax.Array) -> jax.Array:
         z = pooled(self.pool, z)

@@ -27,7 +27,7 @@ from ngf.core.network import identity
 from ngf.models.cnn import image_shape
 from ngf.models.conv import Conv, GlobalMeanPool, apply_conv, as_images, check_conv_method, max_pool
 from ngf.models.graph import Add, Graph, GraphBuilder
-from ngf.models.layers import Dense, activation_by_name
+from ngf.models.layers import Dense, activation_by_name, check_bias
 
 
 class ScaledConv(Conv):
@@ -55,11 +55,11 @@ class PooledConv(Conv):
 
 
 def residual_block(g: GraphBuilder, z: int, in_channels: int, out_channels: int, activation, *,
-                   stride: int, branch_scale: float, method: str, rngs: nnx.Rngs) -> int:
+                   stride: int, branch_scale: float, method: str, bias: bool = True, rngs: nnx.Rngs) -> int:
     """Add one block's nodes reading node ``z``; return the handle of its sum node."""
-    h = g.add(Conv(in_channels, out_channels, 3, activation, stride=stride, method=method, rngs=rngs), z)
+    h = g.add(Conv(in_channels, out_channels, 3, activation, stride=stride, method=method, bias=bias, rngs=rngs), z)
     h = g.add(ScaledConv(out_channels, out_channels, 3, identity, scale=branch_scale, method=method,
-                         rngs=rngs), h)
+                         bias=bias, rngs=rngs), h)
     skip = z
     if stride != 1 or in_channels != out_channels:  # the projection shortcut: a node on the skip path
         skip = g.add(Projection(in_channels, out_channels, stride, method, rngs=rngs), z)
@@ -99,7 +99,7 @@ RESNET20 = {"stem": 16, "widths": (16, 32, 64), "blocks": (3, 3, 3), "head": "gl
 
 def resnet(input_shape, n_classes: int, *, rngs: nnx.Rngs, stem: int = 16, widths: tuple = (16, 32),
            blocks: tuple = (1, 1), activation: str = "relu", branch_scale: float = 1.0,
-           head: str = "flatten", stem_pool: bool = True, conv_method: str = "xla") -> Graph:
+           head: str = "flatten", stem_pool: bool = True, conv_method: str = "xla", bias: bool = True) -> Graph:
     """A small residual network: stem conv (+ pool), residual stages, a dense head (``**RESNET20``: ResNet-20).
 
     Nodes: the stem, a 3×3 convolution whose map ends with 2×2 max pooling (unless
@@ -127,8 +127,9 @@ def resnet(input_shape, n_classes: int, *, rngs: nnx.Rngs, stem: int = 16, width
       head: ``flatten`` (dense layer on the last block's whole output) or ``global`` (on its spatial mean).
       stem_pool: end the stem with 2×2 max pooling (false: the blocks see the full image, as in ResNet-20).
       conv_method: how convolutions are computed: xla (lax.conv), patches (im2col) or shifts (the same map).
+      bias: whether the stem, the blocks' convolutions and the head have a bias (the 1×1 projections never do).
     """
-    act = activation_by_name(activation)
+    act, bias = activation_by_name(activation), check_bias("resnet", bias)
     stem = number("resnet", "stem", stem, minimum=1, integer=True)
     branch_scale = number("resnet", "branch_scale", branch_scale)
     plan = _block_plan(widths, blocks)
@@ -140,18 +141,18 @@ def resnet(input_shape, n_classes: int, *, rngs: nnx.Rngs, stem: int = 16, width
     check_conv_method(conv_method)
     g = GraphBuilder()
     stem_kind = PooledConv if stem_pool else Conv
-    z = g.add(stem_kind(depth, int(stem), 3, act, method=conv_method, rngs=rngs))
+    z = g.add(stem_kind(depth, int(stem), 3, act, method=conv_method, bias=bias, rngs=rngs))
     depth = int(stem)
     for out, stride in plan:
         z = residual_block(g, z, depth, out, act, stride=stride, branch_scale=float(branch_scale),
-                           method=conv_method, rngs=rngs)
+                           method=conv_method, bias=bias, rngs=rngs)
         depth = out
     if head == "global":
-        g.add(Dense(depth, n_classes, pool=GlobalMeanPool(), rngs=rngs), z)
+        g.add(Dense(depth, n_classes, pool=GlobalMeanPool(), bias=bias, rngs=rngs), z)
     else:
         shrink = 2 if stem_pool else 1
         height, width = _after_blocks(height // shrink, width // shrink, plan)
-        g.add(Dense(height * width * depth, n_classes, rngs=rngs), z)
+        g.add(Dense(height * width * depth, n_classes, bias=bias, rngs=rngs), z)
     return g.build()
 
 

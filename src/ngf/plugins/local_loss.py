@@ -37,9 +37,9 @@ learns from the task loss, δ^L = e. Weightless nodes (resnet's sums) have no up
 δ = 0. The pred loss is cross-entropy whatever --loss is (the paper's), e is --loss's. The
 metric ``local_loss`` is the mean of loss_l over the nodes with heads (0 without any).
 
-Differences: ngf's models have no dropout and no batch normalisation (theirs: dropout 0.1–0.2 after
-each nonlinearity, batch norm before it); a rule does not change the forward pass, so ngf trains
-the model as it is. Their ``--bio`` variants (feedback-aligned heads, projected targets) and the
+Differences: ngf's models have no batch normalisation (theirs: batch norm before each nonlinearity,
+dropout 0.1–0.2 after it; ngf's mlp and cnn take ``dropout=P`` on their hidden nodes); a rule does
+not change the forward pass, so ngf trains the model as it is. Their ``--bio`` variants (feedback-aligned heads, projected targets) and the
 unsupervised terms (``--loss-unsup``, ``--alpha``) are not implemented. Their blocks take their
 optimiser step inside the forward pass, but each returns its output computed before that step,
 so every block reads the step's pre-update outputs, as ngf's one trace does

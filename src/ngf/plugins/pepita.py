@@ -57,7 +57,10 @@ layers (``delta_w = -(z - z').T @ u'``). ngf's change, −η (1/N) Σ_n Σ_posit
 is −N·P times theirs: the other direction, whatever the optimiser (tests/reference/
 test_ref_pepita_conv.py); and theirs is 1/(N·P) the size: in a held-out run of their code
 the conv kernel's norm stayed at 3.3218 for all three epochs. ngf keeps the paper's sign,
-W ← W − η (h − h^err) ⊗ h^err_{l−1}, on every node. Dropout is not part of ngf's models.
+W ← W − η (h − h^err) ⊗ h^err_{l−1}, on every node. With ``--model-opt dropout=P`` both passes
+see the step's masks (``Network.thinned``), as in ``main_pytorch.py`` 401–430; their update reads
+the Linear outputs before the mask (forward hooks, 272–276), so a dropped unit still learns there,
+while here its δ and u' are masked too.
 
 Locality: no signal travels backwards (no J^T, no feedback weights), but pass 2 runs
 the network forward with its current weights, so node l's update, through z'^l and

@@ -33,6 +33,10 @@ MAY_DIFFER = ("epochs", "out", "overwrite", "resume", "log_csv", "log", "experim
 OPTION_TABLES = {"rule_opts": "rule", "model_opts": "model"}
 LENGTH_DEPENDENT = ("cosine",)  # schedules planned over the run's length: its epochs may not change
 OBJECTS = ("rule", "model", "dataset")  # each a registered name, or an object given through the Python API
+#: options the built-in models gained after checkpoints began to record the run's identity (ngf.runs.identity):
+#: at these values they are left out of the comparison, so a run written before them still resumes
+ADDED_DEFAULTS = {("mlp", "bias"): True, ("mlp", "dropout"): 0.0, ("cnn", "bias"): True, ("cnn", "dropout"): 0.0,
+                  ("resnet", "bias"): True}
 
 
 def _plain(value):
@@ -66,11 +70,19 @@ def comparable(config: RunConfig, registry: Registry) -> dict:
             continue
         if name in OPTION_TABLES:
             kind = OPTION_TABLES[name]
-            opts = _complete(kind, getattr(config, kind), value, registry)
-            found.update({f"{kind} option {key}": option for key, option in opts.items()})
+            owner = getattr(config, kind)
+            opts = _complete(kind, owner, value, registry)
+            found.update({f"{kind} option {key}": option for key, option in opts.items()
+                          if not _added_default(owner, key, option)})
         else:
             found[name] = _plain(value)
     return found
+
+
+def _added_default(owner, key: str, value) -> bool:
+    """Whether ``value`` is an option's default that ``ADDED_DEFAULTS`` leaves out of the comparison."""
+    default = ADDED_DEFAULTS.get((owner, key), ...)
+    return value == default and isinstance(value, bool) == isinstance(default, bool)
 
 
 def _text(value) -> str:
