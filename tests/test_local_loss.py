@@ -79,3 +79,18 @@ def test_bad_options_are_refused_in_one_line():
     assert "pred, sim, predsim" in str(info.value) and "\n" not in str(info.value)
     with pytest.raises(NgfError):
         local_loss(beta=1.5)
+
+
+def test_the_similarity_loss_has_a_finite_gradient_where_an_examples_features_are_all_equal():
+    """A dead layer (a row of zeros, as dropout or dead ReLUs make it) gives 0/0 in ‖c‖'s gradient unless
+    guarded: the guard keeps the gradient finite and leaves other rows' values as they were."""
+    import jax
+    import jax.numpy as jnp
+
+    from ngf.plugins.local_loss import similarity
+    v = jnp.array([[0.0, 0.0, 0.0], [1.0, -2.0, 0.5], [0.3, 0.1, -0.4]])
+    grad = jax.grad(lambda v: jnp.sum(similarity(v) ** 2))(v)
+    assert bool(jnp.all(jnp.isfinite(grad)))
+    c = v[1:] - v[1:].mean(axis=1, keepdims=True)
+    unit = c / (1e-8 + jnp.linalg.norm(c, axis=1, keepdims=True))
+    assert jnp.allclose(similarity(v)[1:, 1:], unit @ unit.T, atol=1e-6)

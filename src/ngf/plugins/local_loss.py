@@ -99,7 +99,10 @@ def sim_features(z: jax.Array, g: jax.Array) -> jax.Array:
 def similarity(v: jax.Array) -> jax.Array:
     """S(v): the cosine similarity of the examples' features, each centred on its own mean, in [−1, 1]."""
     centred = v - v.mean(axis=1, keepdims=True)
-    unit = centred / (1e-8 + jnp.sqrt(jnp.sum(centred ** 2, axis=1, keepdims=True)))
+    squares = jnp.sum(centred ** 2, axis=1, keepdims=True)
+    # ‖c‖, with gradient 0 rather than NaN (0/0) at an example whose features are all equal (a dead layer)
+    norm = jnp.where(squares > 0, jnp.sqrt(jnp.where(squares > 0, squares, 1.0)), 0.0)
+    unit = centred / (1e-8 + norm)
     return jnp.clip(unit @ unit.T, -1.0, 1.0)
 
 
