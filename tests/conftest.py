@@ -14,7 +14,9 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # each of pytest-xdist's workers comp
 # The suite compiles far more than it computes (tiny models, a few steps each): XLA's CPU backend at its
 # lowest optimisation level compiled the contract tests with 30% less CPU time and ran the training-heavy
 # modules (pc, stacked, kp) in the same time; the runs and subprocesses the tests start inherit it.
-os.environ["XLA_FLAGS"] = " ".join(filter(None, [os.environ.get("XLA_FLAGS"), "--xla_backend_optimization_level=0"]))
+# A test of bits that only XLA's default optimisation gives runs in a subprocess with ``product_xla_env()``.
+TEST_XLA_FLAG = "--xla_backend_optimization_level=0"
+os.environ["XLA_FLAGS"] = " ".join(filter(None, [os.environ.get("XLA_FLAGS"), TEST_XLA_FLAG]))
 
 import jax  # noqa: E402 - after the thread count and XLA's flags, which are read when JAX's backend starts
 import numpy as np  # noqa: E402
@@ -64,3 +66,9 @@ def isolated_cache(tmp_path, monkeypatch):
     """
     monkeypatch.setenv("NGF_CACHE_DIR", str(tmp_path / "ngf-cache"))
     LOADED.clear()
+
+
+def product_xla_env() -> dict:
+    """This process's environment with XLA's flags as ``ngf`` runs them (the suite's own flag removed)."""
+    flags = os.environ.get("XLA_FLAGS", "").replace(TEST_XLA_FLAG, "").strip()
+    return {**os.environ, "XLA_FLAGS": flags}
