@@ -82,10 +82,17 @@ def test_bad_decay_is_refused():
             kp(decay=bad)
 
 
+#: the mlp of these tests: 784-128-128-10, a quarter of the default's time. Measured side by side, the
+#: Adam runs' angles were within 5° of the default 784-512-512-10's after every epoch, and fa's control
+#: too; under SGD the first node with feedback started further (75° on the default, 61° here) and fell
+#: alike
+WIDTHS = (128, 128)
+
+
 def mnist_angles(rule_name, optimizer, lr, epochs=3, **opts):
-    """∠(B, W) per node with feedback after each epoch of the default mlp on MNIST."""
+    """∠(B, W) per node with feedback after each epoch of a relu mlp of ``WIDTHS`` on MNIST."""
     registry = load_registry()
-    config = RunConfig(rule=rule_name, model="mlp", dataset="mnist")
+    config = RunConfig(rule=rule_name, model="mlp", dataset="mnist", model_opts={"widths": WIDTHS})
     data, _ = _resolve_data(config, registry)
     model, _ = _resolve_model(config, data, registry)
     net, params = _network(model, data, {"model": "mlp", "dataset": "mnist"})
