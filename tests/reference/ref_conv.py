@@ -1,9 +1,8 @@
 """ngf's side of the convolution comparisons in tests/reference/ (drtp and pepita on a pooled conv net).
 
-``conv_step`` is ``ngf_tiny_mlp.run_rule`` for a convolution in float64: a rule's ``init`` sizes
-its state from ``Network.trace_shapes``, which traces a float32 input, and XLA's convolution
-refuses float32 against a float64 kernel; so the state is made from float32 parameters and
-cast to float64, then one jitted step runs in float64.
+``conv_step`` is ``ngf_tiny_mlp.run_rule`` for a convolution in float64: the rule's state is
+made from the float64 parameters (``Network.trace_shapes`` traces a float64 input for them),
+then one jitted step runs in float64.
 """
 
 from __future__ import annotations
@@ -17,8 +16,7 @@ from reference_kit import as_float64
 
 def conv_step(rule, net, params, x, y, key: int = 3):
     """One jitted step of ``rule`` in float64 (call inside ``float64()``): (signals, updates, state)."""
-    as32 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), params)
-    state = as_float64(rule.init(jax.random.key(key), net, as32))
+    state = as_float64(rule.init(jax.random.key(key), net, params))
     x, y = jnp.asarray(x, jnp.float64), jnp.asarray(y)
 
     @jax.jit

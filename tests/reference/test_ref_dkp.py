@@ -45,9 +45,8 @@ def test_dkp_dense_step_equals_authors():
 
 
 def conv_step(rule, net, params, x, y):
-    """One jitted dkp step (``Updates``) and its B. B is drawn from float32 parameters: ``Network.trace_shapes``
-    traces with a float32 input, which a float64 convolution refuses; the port gets the same values."""
-    owned = as_float64(rule.init_params(jax.random.key(3), net, jax.tree.map(lambda a: a.astype(jnp.float32), params)))
+    """One jitted dkp step (``Updates``) and its B, drawn from the float64 parameters; the port gets the same values."""
+    owned = as_float64(rule.init_params(jax.random.key(3), net, params))
 
     @jax.jit
     def step(params, owned):
@@ -89,8 +88,7 @@ def test_dkp_conv_step_equals_authors():
         x = np.random.default_rng(1).normal(size=(8, 7, 7, 1))
         y = np.array([0, 1, 2, 0, 1, 2, 0, 1])
         updates, owned = conv_step(dkp(decay=DECAY), net, params, x, y)
-        params32 = jax.tree.map(lambda a: a.astype(jnp.float32), params)  # trace_shapes: as in conv_step
-        hwc = [t.out.shape[1:] for t in net.trace_shapes(params32)[:-1]]  # z^l's (H, W, C), or (units,)
+        hwc = [t.out.shape[1:] for t in net.trace_shapes(params)[:-1]]  # z^l's (H, W, C), or (units,)
         (k1, b1), (k2, b2), (k3, b3), (k4, b4) = ((np.asarray(p[k]["kernel"]), np.asarray(p[k]["bias"]))
                                                   for p, k in zip(params, CONV_NET))
         layers = [("conv", k1.transpose(3, 2, 0, 1), b1), ("conv", k2.transpose(3, 2, 0, 1), b2),

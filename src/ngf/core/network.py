@@ -149,7 +149,8 @@ class Network:
         """Shapes and dtypes of the trace for a batch (needs ``input_shape``)."""
         if self.input_shape is None:
             raise ValueError("this Network was built without input_shape")
-        x = jax.ShapeDtypeStruct((batch,) + tuple(self.input_shape), jnp.float32)
+        wide = any(leaf.dtype == jnp.float64 for leaf in jax.tree.leaves(params))  # float64 parameters
+        x = jax.ShapeDtypeStruct((batch,) + tuple(self.input_shape), jnp.float64 if wide else jnp.float32)
         plain = dataclasses.replace(self, activations=tuple(f.activation if isinstance(f, Dropped) else f
                                                                for f in self.activations))
         return jax.eval_shape(lambda p, inp: plain.forward(p, inp)[1], params, x)  # masks keep shapes
