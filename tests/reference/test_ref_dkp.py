@@ -12,7 +12,6 @@ next layer (ngf's B sits after a consumer's pooling, the authors' before it: doc
 """
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
