@@ -17,7 +17,7 @@ from flax import nnx
 import ngf
 from conftest import make_tiny
 from ngf.cli import build_parser, main
-from ngf.cli.options import config_from_args, given_options
+from ngf.cli.options import config_from_args
 from ngf.core.init import initialise
 from ngf.core.losses import LOSSES
 from ngf.core.network import Network
@@ -241,8 +241,7 @@ def test_config_files_and_sweep_grids_take_the_protocol_options(tmp_path):
     path.write_text('optimizer = "sgd"\nmomentum = 0.9\nweight_decay = 1e-3\nschedule = "multistep"\n'
                     'milestones = [50, 75]\nepochs = 100\nloss = "bce"\npad_to = 32\nval_split = 10\n')
     argv = ["run", "--config", str(path), "--gamma", "0.2"]
-    args = build_parser().parse_args(argv)
-    args.given = given_options(build_parser(), argv)  # only what was typed overrides the file
+    args = build_parser().parse_args(argv)  # args.given: only what was typed overrides the file
     config = config_from_args(args)
     config.validate()
     assert (config.momentum, config.weight_decay, list(config.milestones), config.gamma) == (0.9, 1e-3, [50, 75], 0.2)

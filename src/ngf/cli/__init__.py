@@ -1,7 +1,9 @@
 """The command line: a layer above the library that parses, calls ``ngf.run`` and friends, and renders.
 
 ``entry`` is the console script, ``parser`` the arguments, ``options`` turns them into a
-``RunConfig``, ``ui`` draws with rich, ``commands`` and ``experiments`` run the commands.
+``RunConfig``, ``ui`` draws with rich, ``commands`` and ``experiments`` run the commands,
+``signals`` handles SIGINT and SIGTERM, ``supervise`` watches a multi-process run's processes
+and ``hints`` says where a rule at its defaults misses its paper's protocol.
 """
 
 from ngf.cli.entry import EXIT_SIGINT, EXIT_SIGTERM, main

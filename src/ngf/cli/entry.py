@@ -67,15 +67,12 @@ def _guarded(argv, guard: SignalGuard) -> int:
 
 def _main(argv, guard: SignalGuard) -> int:
     from ngf.cli.parser import COMMANDS as EXPERIMENT_COMMANDS
-    from ngf.cli.parser import build_parser
+    from ngf.cli.parser import parse
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(argv)  # once: every option, what was typed (args.given) and argv
     from ngf.cli import commands, experiments, ui  # imported after parsing so --help stays fast
-    from ngf.cli.options import given_options
     from ngf.core.distributed import initialize_distributed
 
-    args.given, args.argv = given_options(parser, argv), list(sys.argv[1:] if argv is None else argv)
     console = ui.make_console()
     try:
         registry = ui.load_and_report(console, args.global_plugin + getattr(args, "plugin", []),

@@ -13,7 +13,6 @@ refuses options that differ from the stored run's (``ngf.runs.resuming``).
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import os
 from pathlib import Path
@@ -27,28 +26,6 @@ from ngf.runs.files import holds_run
 
 ASSIGNMENTS = {"rule_opt": ("rule_opts", "--rule-opt"), "model_opt": ("model_opts", "--model-opt"),
                "dataset_opt": ("dataset_opts", "--dataset-opt")}
-
-
-def subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
-    """The subcommand parser ``name`` of ``parser``."""
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action.choices[name]
-    raise KeyError(name)
-
-
-def given_options(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
-    """The destinations of the options that ``argv`` sets explicitly."""
-    bare = copy.deepcopy(parser)
-    stack = [bare]
-    while stack:
-        current = stack.pop()
-        for action in current._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                stack.extend(action.choices.values())
-            elif action.dest != "help":
-                action.default = argparse.SUPPRESS
-    return set(vars(bare.parse_args(argv)))
 
 
 def explicit_record(args: argparse.Namespace, given) -> dict:

@@ -4,12 +4,16 @@
 so an option added there is available here too) except the ones they set per run:
 ``--rules``, ``--datasets`` and ``--seeds`` take comma-separated lists, and ``sweep``
 adds ``--grid KEY=V1,V2,...`` (see ``ngf.experiments.plan`` for the keys).
+
+argv is parsed once (``parse``): argparse sees no option's default, so the namespace it
+returns holds what was typed (``given``); the defaults are filled in after.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import sys
 
 from ngf.host.options import as_number
 
@@ -17,13 +21,79 @@ COMMANDS = ("compare", "sweep", "plot", "norms")  # handled in ngf.cli.experimen
 SET_PER_RUN = ("rule", "dataset", "seed", "out", "resume", "resume_if_exists")  # compare/sweep resume by themselves
 PLUGIN_OPTIONS = ("plugin", "block_plugin")
 EXIT_USAGE = 2
+DEFAULT = "ngf_default"  # the attribute where an option keeps its default, which argparse sees suppressed
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's help, with ``%(default)s`` standing for an option's default (kept in ``DEFAULT``)."""
+
+    def _expand_help(self, action):
+        if hasattr(action, DEFAULT):
+            action = copy.copy(action)
+            action.default = getattr(action, DEFAULT)
+        return super()._expand_help(action)
 
 
 class Parser(argparse.ArgumentParser):
     """argparse, with its errors on one line (no usage block) and exit status 2."""
 
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str):
         self.exit(EXIT_USAGE, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+class CommandParser(Parser):
+    """The ``ngf`` parser: one parse gives a namespace with every option and ``given``, the destinations
+    argv set (with ``command``). argparse sees no defaults (``suppress_defaults``), so what it leaves in the
+    namespace was typed; the defaults are filled in after, in the options' order. An append option holds
+    the values typed, not its default followed by them (ngf's append options default to ``[]``)."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        """argparse's ``parse_known_args``, with ``given`` set and the defaults of the options not typed."""
+        namespace, extras = super().parse_known_args(args, namespace)
+        typed = dict(vars(namespace))
+        values = {}
+        for parser in self._parsers(typed.get("command")):
+            for action in parser._actions:
+                if action.dest in typed or hasattr(action, DEFAULT):  # a subcommand's default wins, as in argparse
+                    values[action.dest] = typed[action.dest] if action.dest in typed else _default(parser, action)
+        vars(namespace).clear()
+        vars(namespace).update({**values, **typed}, given=set(typed))
+        return namespace, extras
+
+    def _parsers(self, command) -> list:
+        """This parser and the one of ``command``."""
+        return [self, *(action.choices[command] for action in self._actions
+                        if isinstance(action, argparse._SubParsersAction) and command in action.choices)]
+
+
+def _default(parser: argparse.ArgumentParser, action: argparse.Action):
+    """``action``'s default as argparse sets it: a text converted by its type, a list copied."""
+    default = getattr(action, DEFAULT, None)
+    if isinstance(default, str):
+        return parser._get_value(action, default)
+    return list(default) if isinstance(default, list) else default
+
+
+def suppress_defaults(parser: argparse.ArgumentParser) -> None:
+    """Keep each option's default of ``parser`` and its subcommands in ``DEFAULT``, argparse seeing none."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action.choices.values():
+                suppress_defaults(choice)
+        elif action.default is not argparse.SUPPRESS:
+            setattr(action, DEFAULT, action.default)
+            action.default = argparse.SUPPRESS
+
+
+def parse(argv=None) -> argparse.Namespace:
+    """``argv`` (default ``sys.argv[1:]``) parsed once: every option, ``given`` (what was typed) and ``argv``."""
+    args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    return args
 
 
 def _run_parser(sub) -> None:
@@ -116,15 +186,16 @@ def _plugin_options(parser, prefix: str = "") -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``ngf`` command."""
-    parser = Parser(prog="ngf", description="Train networks with learning rules other than backprop.")
+    """The argument parser of the ``ngf`` command; its namespaces carry ``given`` (``CommandParser``)."""
+    parser = CommandParser(prog="ngf", description="Train networks with learning rules other than backprop.")
     _plugin_options(parser, "global_")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     _run_parser(sub)
     for kind in ("rules", "models", "datasets"):
         _plugin_options(sub.add_parser(kind, help=f"list the registered {kind}"))
     _plugin_options(sub.add_parser("plugins", help="list the plugins, their versions and what they register"))
     add_experiment_parsers(sub)
+    suppress_defaults(parser)
     return parser
 
 
