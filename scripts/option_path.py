@@ -16,6 +16,11 @@ import os
 import sys
 
 
+#: functions JAX calls once per program it compiles (the compile cache's read): how many programs
+#: compiled before the engine, not the path of the options
+PROGRAM_HOOKS = ("get_executable_and_time",)
+
+
 class _Reached(Exception):
     """Raised in the profiler once the engine is being built."""
 
@@ -38,7 +43,7 @@ def module_entries(argv: list[str]) -> collections.Counter:
             .replace(os.sep, ".").removesuffix(".__init__")
 
     def profile(frame, event, arg):
-        if event != "call" or frame.f_code.co_name == "<module>":
+        if event != "call" or frame.f_code.co_name in ("<module>", *PROGRAM_HOOKS):
             return
         if frame.f_code is target:
             sys.setprofile(None)

@@ -29,9 +29,10 @@ from ngf.core.rule import LearningRule, call, init_params
 from ngf.core.step import (  # noqa: F401 (the step's pieces, where callers have always found them)
     PARAMS_KEY, STEPS_KEY, TrainState, batch_metrics, epoch_metrics, evaluate_batch, make_train_step, n_sums,
     prepare_inputs, rule_pass, step_extras)
+from ngf.data.batches import (  # noqa: F401 (the batches' pieces, where callers have always found them)
+    EVAL_BATCH, first_eval_batch, padded_batches, take_batch)
 
 PROGRESS_CALLS = 20  # calls per epoch when several steps share a call
-EVAL_BATCH = 1000
 
 
 def uses_convolution(model: nnx.Module) -> bool:
@@ -48,21 +49,6 @@ def choose_steps_per_call(model: nnx.Module, n_steps: int) -> int:
     if uses_convolution(model) and jax.default_backend() == "cpu":
         return 1
     return max(1, math.ceil(n_steps / PROGRESS_CALLS))
-
-
-def padded_batches(data_x, data_y):
-    """``(x, y, weights)`` batches of one fixed size (``EVAL_BATCH``, or the whole set if smaller), so
-    every evaluation call has the same shape: the last is padded with zeros of weight 0."""
-    n, size = data_x.shape[0], min(EVAL_BATCH, data_x.shape[0])
-    for start in range(0, n, size):
-        x, y = data_x[start:start + size], data_y[start:start + size]
-        weights = jnp.ones(x.shape[0], jnp.float32)
-        if x.shape[0] < size:
-            pad = size - x.shape[0]
-            x = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)])
-            y = jnp.concatenate([y, jnp.zeros(pad, y.dtype)])
-            weights = jnp.concatenate([weights, jnp.zeros(pad, jnp.float32)])
-        yield x, y, weights
 
 
 def run_calls(engine, state, sums, data: tuple, on_progress=None, extra: tuple = ()):
@@ -142,8 +128,8 @@ class Engine:
         split = (lambda a: a) if self.parallel is None else self.parallel.split_batch
 
         def one(carry, index, data_x, data_y, perm):
-            rows = jax.lax.dynamic_slice_in_dim(perm, index * batch, batch)
-            state, metrics = step(carry[0], split(data_x[rows]), split(data_y[rows]))
+            x, y = take_batch(data_x, data_y, perm, index, batch)
+            state, metrics = step(carry[0], split(x), split(y))
             return state, carry[1] + metrics
 
         def train_steps(state, sums, data_x, data_y, perm, start):
@@ -174,8 +160,7 @@ class Engine:
         if self.tail_call is not None:
             self.tail_call.lower(state, sums, data_x, data_y, perm, (self.n_calls - 1) * self.steps_per_call).compile()
         for x, y in eval_sets:
-            size = min(EVAL_BATCH, x.shape[0])
-            batch = self.place((x[:size], y[:size], jnp.ones(size, jnp.float32)))
+            batch = self.place(first_eval_batch(x, y))
             self.eval_call.lower(state, *batch).compile()
         jax.block_until_ready(sums)
         return time.perf_counter() - t0

@@ -1,4 +1,5 @@
-"""The one exception type that ngf turns into a one-line message and exit status 2."""
+"""ngf's exception types: ``NgfError`` (one line, exit status 2), its subclass ``Diverged`` (exit status 3)
+and ``Terminated`` (SIGTERM, a ``KeyboardInterrupt``)."""
 
 
 class NgfError(Exception):

@@ -143,10 +143,10 @@ def seed_key(seed: int) -> jax.Array:
     """The PRNG key of a run's ``seed``, every one of its 64 bits counted.
 
     ``jax.random.key(seed)`` with JAX's 32-bit integers keeps only the low 32 bits (seed
-    2^32 gave the run of seed 0, 2^32 − 1 that of −1). A seed s (−2^63 ≤ s < 2^63) is
+    2^32 would give the run of seed 0, 2^32 − 1 that of −1). A seed s (−2^63 ≤ s < 2^63) is
     taken as its two's complement u = s mod 2^64; the threefry key is u's two 32-bit
     words, high first: the key ``jax.random.key`` makes from a 64-bit seed with 64-bit
-    integers enabled. One to one, and a seed in [0, 2^32) keeps the key it always had.
+    integers enabled. One to one, and a seed in [0, 2^32) gets the key ``jax.random.key(seed)`` gives it.
     Under another key implementation (``rbg``) the high word is folded in.
     """
     high, low = divmod(int(seed) % (WORD * WORD), WORD)

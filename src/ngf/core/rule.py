@@ -39,7 +39,7 @@ import optax
 
 from ngf.core.rule_checks import failure
 from ngf.core.errors import NgfError
-from ngf.core.network import LayerTrace, Network, Params
+from ngf.core.network import LayerTrace, Network, Params, updates_from_deltas
 
 RuleState = Any
 Signals = Any
@@ -80,7 +80,7 @@ class PredictFn(Protocol):
 class Updates(NamedTuple):
     """What ``local_update`` may return in place of the per-node updates alone.
 
-    ``params``: the per-node updates (shaped like the forward parameters), as before.
+    ``params``: the per-node updates (shaped like the forward parameters).
     ``rule_params``: updates of the rule's trainable parameters, shaped like them; the run's
     optimiser treats them as gradients (descent direction: the optimiser subtracts them).
     ``metrics``: this step's scalars, one per name in ``LearningRule.metrics``; the engine
@@ -96,8 +96,17 @@ class Updates(NamedTuple):
     logits: jax.Array | None = None
 
 
+def per_node_updates(net: Network, params: Params, trace: tuple[LayerTrace, ...], deltas: Signals,
+                     state: RuleState) -> tuple[Params, RuleState]:
+    """``local_update`` for rules whose signals are per-example δ^l: ``updates_from_deltas``, state unchanged."""
+    return updates_from_deltas(net, params, trace, deltas), state
+
+
 class LearningRule(NamedTuple):
     """A learning rule: ``init``, ``compute_targets`` and ``local_update``, and optionally ``apply_changes``.
+
+    ``local_update`` defaults to ``per_node_updates``: each node's update from its own δ^l,
+    averaged over the batch, for a rule whose ``compute_targets`` returns the δ^l.
 
     ``apply_changes(net, params, changes, state) -> (params, state)`` is called with the
     change ΔW the optimiser produced this step (for ``applies_directly`` rules, the
@@ -128,7 +137,7 @@ class LearningRule(NamedTuple):
 
     init: InitFn
     compute_targets: TargetsFn
-    local_update: UpdateFn
+    local_update: UpdateFn = per_node_updates
     applies_directly: bool = False
     apply_changes: ApplyFn | None = None
     name: str | None = None

@@ -20,6 +20,7 @@ from ngf.core.losses import CE, Loss
 from ngf.core.network import Dropped, MaskMismatch, Network
 from ngf.core.rule_checks import check_state_kept, checked_pair, checked_rule_updates, checked_updates
 from ngf.core.rule import LearningRule, Lazy, apply_changes, as_updates, call, metric_vector, predict
+from ngf.data.batches import prepare_inputs
 
 
 class TrainState(NamedTuple):
@@ -36,16 +37,6 @@ class TrainState(NamedTuple):
 
 #: what ``fold_in`` adds to the rule's key for its parameters' key and for the step keys' base
 PARAMS_KEY, STEPS_KEY = 1, 2
-
-
-def prepare_inputs(x: jax.Array) -> jax.Array:
-    """Images → float32 in [0, 1]: uint8 pixels divided by 255, floats (already in [0, 1]) as they are.
-
-    ``check_splits`` refuses other images (docs/plugins.md, A dataset); the dtype is static under jit.
-    """
-    if jnp.issubdtype(x.dtype, jnp.floating):
-        return x.astype(jnp.float32)
-    return x.astype(jnp.float32) / 255.0
 
 
 def batch_metrics(logits: jax.Array, labels: jax.Array, weights=None, loss: Loss = CE) -> jax.Array:

@@ -1,15 +1,14 @@
 """Image datasets from Hugging Face ``datasets``: ``hf:OWNER/NAME``, ``disk:PATH``, ``cifar10``, ``cifar100``.
 
-A Hub dataset is converted once to arrays and cached as an ``.npz`` file in ngf's cache
-(``$NGF_CACHE_DIR`` or ``~/.cache/ngf``): ``datasets/hf/OWNER/NAME/arrays.npz``. When the
-Hub does not answer within a few seconds, ``datasets``' own cache is read in offline
-mode, and failing that the error says where ngf looked. ``.npz`` files are read with
-``allow_pickle=False``: nothing is unpickled.
+A Hub dataset is fetched by ``ngf.data.sources.fetch_tables`` (``datasets``' own cache
+when the Hub does not answer within a few seconds; failing that, the error says where
+ngf looked), converted once to arrays and cached as an ``.npz`` file in ngf's cache
+(``ngf.data.sources.cache_dir``): ``hf/OWNER/NAME/arrays.npz``, or ``NAME/arrays.npz``
+for a named dataset. ``.npz`` files are read with ``allow_pickle=False``: nothing is unpickled.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -21,7 +20,7 @@ import numpy as np
 
 from ngf.core.errors import NgfError
 from ngf.data.folder import load_folder
-from ngf.data.sources import cache_dir, hub_reachable, search_path
+from ngf.data.sources import Unfetched, cache_dir, fetch_tables, search_path
 from ngf.data.splits import DataSplits
 from ngf.data.tables import tables_to_splits
 
@@ -52,30 +51,13 @@ def write_arrays(path: Path, data: DataSplits) -> None:
         Path(staging).unlink(missing_ok=True)
 
 
-@contextlib.contextmanager
-def _offline(datasets_config):
-    """``datasets`` in offline mode (its cache only) for the duration: the Hub did not answer."""
-    before = datasets_config.HF_HUB_OFFLINE
-    datasets_config.HF_HUB_OFFLINE = True
-    try:
-        yield
-    finally:
-        datasets_config.HF_HUB_OFFLINE = before
-
-
 def fetch(repo_id: str, source: str, looked: str, config: str = "") -> dict:
-    """``datasets.load_dataset(repo_id, config)``, from the Hub or, when it is unreachable, ``datasets``' cache."""
-    online = hub_reachable()  # fail fast: datasets itself waits about 20 s for an unreachable Hub
-    import datasets  # only when the Hub is needed: it takes seconds to import
-
-    where = f"{looked}, datasets' cache {datasets.config.HF_DATASETS_CACHE}"
+    """``fetch_tables(repo_id, config)``; when it fails, one line naming where ngf looked (``looked``) too."""
     try:
-        with contextlib.nullcontext() if online else _offline(datasets.config):
-            return dict(datasets.load_dataset(repo_id, config or None))
-    except Exception as exc:  # noqa: BLE001 - any failure of datasets is one line naming where we looked
-        reason = "the Hugging Face Hub is unreachable" if not online else " ".join(str(exc).split())[:300]
-        raise NgfError(f"dataset {source} not found (looked in {where}) and could not be fetched from "
-                       f"{repo_id!r} on the Hub: {reason}") from None
+        return fetch_tables(repo_id, config)
+    except Unfetched as exc:
+        raise NgfError(f"dataset {source} not found (looked in {looked}, datasets' cache {exc.cache}) and could "
+                       f"not be fetched from {repo_id!r} on the Hub: {exc.reason}") from None
 
 
 def _options_key(config: str, image: str, label: str, test_fraction: float) -> str:

@@ -1,13 +1,16 @@
-"""Datasets: IDX folders found on a search path, or the Hugging Face Hub (README.md, Data).
+"""Where datasets come from: folders on a search path, ngf's cache, and the Hugging Face Hub (README.md, Data).
 
 A dataset name resolves, in order, to ``--data-dir``, ``$NGF_DATA_DIR/<name>/``
 (several folders may be given, separated by ``os.pathsep``), ``/usr/share/datasets/<name>/``,
-ngf's cache (``$NGF_CACHE_DIR`` or ``~/.cache/ngf``), and then the Hub through
-``datasets``, converted once to IDX files in the cache.
+ngf's cache (``cache_dir()/<name>/``, ``$NGF_CACHE_DIR`` or ``~/.cache/ngf``), and then the
+Hub. ``fetch_tables`` is the one way to the Hub for every dataset (``datasets``' own cache
+when the Hub does not answer); what it gives is converted once into ngf's cache: IDX
+files for an ``IdxDataset`` (here), ``arrays.npz`` for the others (``ngf.data.hub``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -21,6 +24,7 @@ import numpy as np
 from ngf.core.errors import NgfError
 from ngf.data.idx import read_idx, write_idx
 from ngf.data.splits import DataSplits
+from ngf.data.tables import tables_to_splits
 
 SPLIT_FILES = {
     "x_train": "train-images-idx3-ubyte",
@@ -89,30 +93,52 @@ def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
         return False
 
 
-def _images_to_array(column) -> np.ndarray:
-    images = np.stack([np.asarray(img, dtype=np.uint8) for img in column])
-    return images if images.ndim == 4 else images[..., None]
+class Unfetched(Exception):
+    """The Hub did not give a dataset: ``reason`` (one line), and ``cache``, ``datasets``' cache that was read."""
+
+    def __init__(self, reason: str, cache: str):
+        super().__init__(reason)
+        self.reason, self.cache = reason, cache
 
 
-def download_from_hub(hub_id: str, target: Path) -> None:
-    """Fetch ``hub_id`` with ``datasets`` and write it to ``target`` as IDX files.
+@contextlib.contextmanager
+def _offline(datasets_config):
+    """``datasets`` in offline mode (its cache only) for the duration: the Hub did not answer."""
+    before = datasets_config.HF_HUB_OFFLINE
+    datasets_config.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        datasets_config.HF_HUB_OFFLINE = before
 
-    ``hub_id`` may be a Hub repository or a local folder that ``datasets`` can load.
-    The folder appears whole or not at all.
+
+def fetch_tables(repo_id: str, config: str = "") -> dict:
+    """``{split: datasets.Dataset}`` of ``datasets.load_dataset(repo_id, config)``: from the Hub, or from
+    ``datasets``' cache when the Hub does not answer; ``Unfetched`` when neither has it.
+
+    ``repo_id`` may also be a local folder that ``datasets`` can load.
     """
-    if not Path(hub_id).exists() and not hub_reachable():  # fail fast, before the heavy import
-        raise ConnectionError("the Hugging Face Hub is unreachable")
+    online = Path(repo_id).exists() or hub_reachable()  # fail fast: datasets waits ~20 s for an unreachable Hub
     import datasets  # only when the Hub is needed: it takes seconds to import
-    loaded = datasets.load_dataset(hub_id)
+
+    try:
+        with contextlib.nullcontext() if online else _offline(datasets.config):
+            return dict(datasets.load_dataset(repo_id, config or None))
+    except Exception as exc:  # noqa: BLE001 - any failure of datasets is one line
+        reason = "the Hugging Face Hub is unreachable" if not online else " ".join(str(exc).split())[:300]
+        raise Unfetched(reason, str(datasets.config.HF_DATASETS_CACHE)) from None
+
+
+def write_idx_folder(target: Path, data: DataSplits) -> None:
+    """Write ``data`` to the folder ``target`` as the four IDX files (labels as uint8), whole or not at all."""
+    if data.n_classes > 256:
+        raise NgfError(f"{target}: {data.n_classes} classes do not fit IDX labels of one byte")
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
     try:
-        for split, prefix in (("train", "train"), ("test", "t10k")):
-            table = loaded[split]
-            image_key = "image" if "image" in table.column_names else table.column_names[0]
-            write_idx(staging / f"{prefix}-images-idx3-ubyte.gz", _images_to_array(table[image_key]))
-            labels = np.asarray(table["label"], dtype=np.uint8)
-            write_idx(staging / f"{prefix}-labels-idx1-ubyte.gz", labels)
+        for key, stem in SPLIT_FILES.items():
+            array = getattr(data, key)
+            write_idx(staging / f"{stem}.gz", array.astype(np.uint8) if key.startswith("y_") else array)
         shutil.rmtree(target, ignore_errors=True)
         os.replace(staging, target)
     finally:
@@ -147,10 +173,12 @@ class IdxDataset:
                f"to the folder that holds {self.name}/")
         if self.hub_id is None:
             raise NgfError(f"dataset {self.name!r} not found (looked in {looked}); {how}")
-        target = cache_dir() / self.name
         try:
-            download_from_hub(self.hub_id, target)
-        except Exception as exc:
-            raise NgfError(f"dataset {self.name!r} not found locally (looked in {looked}) and "
-                           f"could not be fetched from {self.hub_id!r} ({exc}); {how}") from None
+            tables = fetch_tables(self.hub_id)
+        except Unfetched as exc:
+            raise NgfError(f"dataset {self.name!r} not found locally (looked in {looked}, datasets' cache "
+                           f"{exc.cache}) and could not be fetched from {self.hub_id!r} ({exc.reason}); "
+                           f"{how}") from None
+        target = cache_dir() / self.name
+        write_idx_folder(target, tables_to_splits(tables, f"{self.name} ({self.hub_id})"))
         return read_idx_folder(target, self.n_classes)

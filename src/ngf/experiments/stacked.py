@@ -4,7 +4,7 @@ Runs stack when they differ only in seed and lr: the same rule, model and datase
 by name, and every other option equal (``stack_key``; a sweep's ``--grid lr=...`` points
 stack with their seeds, ``ngf.runs.stacked``), starting from the same point (all
 fresh, or all resumed from a checkpoint of the same epoch). Runs that cannot stack run
-alone, through ``ngf.run`` as before: a rule, model or dataset given as an object,
+alone, through ``ngf.run``: a rule, model or dataset given as an object,
 ``--devices`` > 1 or several processes, ``--track-alignment`` (its tracker is a lone
 run's) and ``--val-split`` (its held-out examples, hence its training data, depend on
 the seed). Every built-in rule stacks (none branches with ``lax.cond``; ``local-search``'s
@@ -18,7 +18,7 @@ after another (``scripts/stack_timing.py``, MNIST, batch 64; docs/benchmarks.md,
 seeds): the default mlp took 0.97–1.21× their wall time and 0.98–1.13× their CPU time
 (XLA transposes each batched weight gradient), the cnn and LeNet-5 2.0–3.3× the wall
 time (a vmapped convolution is a grouped one, slow on XLA's CPU backend). So on a CPU
-the default is 1: today's path, run for run. On a GPU or TPU a batch-64 run fills a small
+the default is 1: each run trains alone. On a GPU or TPU a batch-64 run fills a small
 part of the chip (issue 15: LeNet-5 uses 1–2% of an H200), so every seed of a variant
 stacks, up to ``ACCELERATOR_CAP`` members (not yet timed on a GPU).
 """

@@ -3,7 +3,7 @@
 Registration hooks (``ngf_register_*``) return ``{name: factory}``. Lifecycle hooks
 (``ngf_run_start``, ``ngf_epoch_end``, ``ngf_run_end``) let a plugin watch runs; they
 return nothing, and an implementation may take any subset of the arguments. A plugin
-is any module or object with functions decorated by ``ngf.hookimpl``; installed
+is any module or object with functions or methods decorated by ``ngf.hookimpl``; installed
 packages advertise theirs in the entry-point group ``ngf``.
 """
 
@@ -68,4 +68,11 @@ def ngf_epoch_end(config, epoch, record):
 
 @hookspec
 def ngf_run_end(config, summary):
-    """Called once a run has finished, with the summary ``summary.json`` gets."""
+    """Called once a run has completed or diverged (not when interrupted), with the summary ``summary.json`` gets.
+
+    ``summary`` holds the names ``rule``, ``model`` and ``dataset``, ``status`` (``completed`` or
+    ``diverged``, then with ``diverged_epoch`` and ``diverged_because``), ``epochs``,
+    ``epochs_completed``, ``seed``, the last epoch's metrics (``val_loss`` and ``val_accuracy``,
+    with ``best_epoch`` and ``best_val_accuracy``, under ``--val-split``), ``stack`` for a run
+    trained in a stack, the times, ``config`` and ``history`` (every epoch's record).
+    """

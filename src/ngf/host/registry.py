@@ -224,6 +224,17 @@ def _module_loader(module_name: str) -> Callable:
     return lambda: importlib.import_module(module_name)
 
 
+def _builtin_loader(module_name: str) -> Callable:
+    """A built-in plugin: the instance its module offers as ``PLUGIN`` (a logger, whose hooks are methods),
+    else the module."""
+
+    def load():
+        module = importlib.import_module(module_name)
+        return getattr(module, "PLUGIN", module)
+
+    return load
+
+
 def load_registry(extra_plugins=(), blocked=(), autoload: bool | None = None) -> Registry:
     """Load the built-in plugins, installed entry points and ``extra_plugins``.
 
@@ -239,7 +250,7 @@ def load_registry(extra_plugins=(), blocked=(), autoload: bool | None = None) ->
     manager, blocked = _new_manager(), blocked_names(blocked)
     registry = Registry(manager=manager)
     for module_name in BUILTIN_PLUGINS:
-        _add(manager, registry, module_name, _module_loader(module_name), __version__, "built-in",
+        _add(manager, registry, module_name, _builtin_loader(module_name), __version__, "built-in",
              module_name in blocked)
         if module_name in blocked:
             _withhold(registry, module_name)

@@ -1,6 +1,7 @@
 """Models: NNX modules with a ``layers`` sequence of nodes, each a map plus an activation.
 
-A chain is a ``Sequential``; a model with skips is a ``Graph`` (``GraphBuilder``).
+A chain is a ``Sequential``; a model with skips is a ``Graph`` (``GraphBuilder``). The layers
+(dense, convolution, pooling) and the built-in models ``mlp``, ``cnn`` and ``resnet`` live here.
 """
 
 from ngf.models.graph import Add, Graph, GraphBuilder

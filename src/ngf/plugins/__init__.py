@@ -1,5 +1,6 @@
 """Built-in plugins: rules, models, datasets and the CSV, TensorBoard, W&B and MLflow loggers,
-through ngf's own hooks."""
+through ngf's own hooks. Each is a module; a module that offers ``PLUGIN`` (the TensorBoard, W&B
+and MLflow loggers, ``logger_base.RunLogger`` instances) is registered as that object."""
 
 BUILTIN_PLUGINS = (
     "ngf.plugins.bp",

@@ -9,7 +9,6 @@ import jax
 import jax.numpy as jnp
 
 from ngf.core.feedback import propagate_errors
-from ngf.core.network import updates_from_deltas
 from ngf.core.rule import LearningRule, stateless_init
 from ngf.host.hookspecs import hookimpl
 
@@ -22,10 +21,7 @@ def bp() -> LearningRule:
         e = jax.grad(lambda h: jnp.sum(net.loss.per_example(h, labels)))(trace[-1].pre)
         return propagate_errors(net, params, trace, e), state
 
-    def local_update(net, params, trace, deltas, state):
-        return updates_from_deltas(net, params, trace, deltas), state
-
-    return LearningRule(stateless_init, compute_targets, local_update)
+    return LearningRule(stateless_init, compute_targets)
 
 
 @hookimpl

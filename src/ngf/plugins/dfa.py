@@ -8,7 +8,6 @@ import jax
 from ngf.core.checks import number
 from ngf.core.errors import NgfError
 from ngf.core.feedback import check_distribution, random_like
-from ngf.core.network import updates_from_deltas
 from ngf.core.rule import LearningRule
 from ngf.host.hookspecs import hookimpl
 
@@ -91,10 +90,7 @@ def dfa(scale: float = 1.0, dist: str = "normal") -> LearningRule:
         e = net.loss.error(trace[-1].pre, labels)  # δ^L = e
         return direct_signals(net, trace, state.feedback, e) + (e,), state
 
-    def local_update(net, params, trace, deltas, state):
-        return updates_from_deltas(net, params, trace, deltas), state
-
-    return LearningRule(init, compute_targets, local_update)
+    return LearningRule(init, compute_targets)
 
 
 @hookimpl

@@ -21,7 +21,6 @@ import jax
 
 from ngf.core.checks import number
 from ngf.core.feedback import check_distribution
-from ngf.core.network import updates_from_deltas
 from ngf.core.rule import LearningRule
 from ngf.host.hookspecs import hookimpl
 from ngf.plugins.dfa import DFAState, check_placement, direct_feedback, direct_signals
@@ -50,10 +49,7 @@ def drtp(scale: float = 1.0, dist: str = "normal", placement: str = "read") -> L
         # δ^l = f'(h^l) ⊙ pᵀ(D_l (−onehot(y))) (read), or f'(h^l) ⊙ D_l (−onehot(y)) (output)
         return direct_signals(net, trace, state.feedback, target, placement) + (e,), state
 
-    def local_update(net, params, trace, deltas, state):
-        return updates_from_deltas(net, params, trace, deltas), state
-
-    return LearningRule(init, compute_targets, local_update)
+    return LearningRule(init, compute_targets)
 
 
 @hookimpl

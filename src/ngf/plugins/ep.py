@@ -156,7 +156,7 @@ def phases(net, params, x, labels, key, options) -> EPSignals:
     def nudged(beta):
         return relax(net, params, x, labels, free, fixed, rhos, options.t2, options.step, beta)[0]
 
-    beta = jnp.asarray(options.beta, x.dtype)  # float32 runs as before; float64 (tests/reference) keeps β exact
+    beta = jnp.asarray(options.beta, x.dtype)  # float32 in a run; float64 (tests/reference) keeps β exact
     if options.nudge == "symmetric":  # Laborieux et al.: +β and −β, both from the free state
         first, second, width = nudged(beta), nudged(-beta), 2 * beta
     else:  # +β, or ±β with one sign per batch (Scellier & Bengio's train_model.py)

@@ -4,7 +4,6 @@ from typing import NamedTuple
 
 from ngf.core.checks import number
 from ngf.core.feedback import check_distribution, layer_feedback, propagate_errors
-from ngf.core.network import updates_from_deltas
 from ngf.core.rule import LearningRule
 from ngf.host.hookspecs import hookimpl
 
@@ -33,10 +32,7 @@ def fa(scale: float = 1.0, dist: str = "normal") -> LearningRule:
         # δ^{l-1} = f'(h^{l-1}) ⊙ J_l^T(B_l, δ^l): no forward weight is read on the way down
         return propagate_errors(net, state.feedback, trace, e), state
 
-    def local_update(net, params, trace, deltas, state):
-        return updates_from_deltas(net, params, trace, deltas), state
-
-    return LearningRule(init, compute_targets, local_update)
+    return LearningRule(init, compute_targets)
 
 
 @hookimpl

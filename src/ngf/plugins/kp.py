@@ -26,7 +26,6 @@ from typing import NamedTuple
 
 from ngf.core.checks import number
 from ngf.core.feedback import check_distribution, layer_feedback, propagate_errors, receive_change
-from ngf.core.network import updates_from_deltas
 from ngf.core.rule import LearningRule
 from ngf.host.hookspecs import hookimpl
 
@@ -58,9 +57,6 @@ def kp(decay: float = 3e-4, scale: float = 0.1, dist: str = "normal") -> Learnin
         # δ^k = f'(h^k) ⊙ Σ_c J_c^T(B_c, δ^c): as fa, no forward weight is read on the way down
         return propagate_errors(net, state.feedback, trace, e), state
 
-    def local_update(net, params, trace, deltas, state):
-        return updates_from_deltas(net, params, trace, deltas), state
-
     def apply_changes(net, params, changes, state):
         # every node, the first too: W ← W + ΔW − λW and B ← B + ΔW − λB on weight matrices and
         # kernels, b ← b + Δb on biases (FCNN_KP.py lines 64–73); the first node has no B
@@ -69,7 +65,7 @@ def kp(decay: float = 3e-4, scale: float = 0.1, dist: str = "normal") -> Learnin
                          for b, dw in zip(state.feedback, changes))
         return params, KPState(feedback)
 
-    return LearningRule(init, compute_targets, local_update, apply_changes=apply_changes)
+    return LearningRule(init, compute_targets, apply_changes=apply_changes)
 
 
 @hookimpl

@@ -1,4 +1,6 @@
-"""What the built-in loggers (TensorBoard, W&B, MLflow) share: a run's identity, what they log, open runs.
+"""What the built-in loggers (TensorBoard, W&B, MLflow) share: a run's identity, what they log, open runs,
+and the three lifecycle hooks, methods of ``RunLogger`` (each logger module offers its instance as ``PLUGIN``,
+the object ngf registers).
 
 A run's name says what it is: ``<rule>-<dataset>-seed<N>`` for a single run; in
 ``ngf compare`` and ``ngf sweep`` its folder below the experiment's,
@@ -19,6 +21,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
+from ngf.host.hookspecs import hookimpl
 from ngf.runs.config import RunConfig
 from ngf.runs.files import CONFIG_FILE, SUMMARY_FILE
 from ngf.runs.loggers import import_library, log_args
@@ -128,7 +131,8 @@ def summary_text(summary: dict) -> str:
 
 
 class RunLogger:
-    """The three lifecycle hooks of one logger, over ``start``, ``epoch``, ``end`` and ``close``."""
+    """One logger as a plugin: the three lifecycle hooks, over the ``start``, ``epoch``, ``end`` and ``close``
+    that each logger defines."""
 
     name = ""  # the --log NAME
 
@@ -152,8 +156,9 @@ class RunLogger:
         """Close a run that ended without ``ngf_run_end`` (``status``: interrupted or failed)."""
         raise NotImplementedError
 
-    def run_start(self, config, info: dict) -> None:
-        """``ngf_run_start``: open one run per ``--log NAME[:ARG]`` of this logger."""
+    @hookimpl
+    def ngf_run_start(self, config, info: dict) -> None:
+        """Open one run per ``--log NAME[:ARG]`` of this logger."""
         args = log_args(config, self.name)
         if not args:
             return
@@ -168,15 +173,17 @@ class RunLogger:
             atexit.register(self.close_all)
             self.exit_hook = True
 
-    def epoch_end(self, config, epoch: int, record: dict) -> None:
-        """``ngf_epoch_end``: log the epoch in every open run of ``config``."""
+    @hookimpl
+    def ngf_epoch_end(self, config, epoch: int, record: dict) -> None:
+        """Log the epoch in every open run of ``config``."""
         if id(config) in self.open:
             scalars = epoch_scalars(record)
             for handle in self.open[id(config)][2]:
                 self.epoch(handle, epoch, scalars)
 
-    def run_end(self, config, summary: dict) -> None:
-        """``ngf_run_end``: log the summary and close the runs of ``config``."""
+    @hookimpl
+    def ngf_run_end(self, config, summary: dict) -> None:
+        """Log the summary and close the runs of ``config``."""
         opened = self.open.pop(id(config), None)
         if opened is None:
             return

@@ -5,7 +5,6 @@ from typing import NamedTuple
 from ngf.core.checks import number
 from ngf.core.errors import NgfError
 from ngf.core.feedback import check_distribution, layer_feedback, receive_change, walk_down
-from ngf.core.network import updates_from_deltas
 from ngf.core.rule import LearningRule
 from ngf.host.hookspecs import hookimpl
 
@@ -60,9 +59,6 @@ def lra(
         e = net.loss.error(trace[-1].pre, labels)  # δ^L = e
         return walk_down(net, e, send, signal), state
 
-    def local_update(net, params, trace, deltas, state):
-        return updates_from_deltas(net, params, trace, deltas), state
-
     def apply_changes(net, params, changes, state):
         # LRA-E: E_l ← E_l + γ·ΔW_l − λE_l with ΔW_l the change applied to W_l ← W_l + ΔW_l − λW_l
         params = tuple(receive_change(p, c, e_decay) for p, c in zip(params, changes))
@@ -70,7 +66,7 @@ def lra(
                          for e, c in zip(state.feedback, changes))
         return params, LRAState(feedback)
 
-    return LearningRule(init, compute_targets, local_update, apply_changes=apply_changes if learn_e else None)
+    return LearningRule(init, compute_targets, apply_changes=apply_changes if learn_e else None)
 
 
 @hookimpl

@@ -26,7 +26,6 @@ import os
 import time
 from pathlib import Path
 
-from ngf.host.hookspecs import hookimpl
 from ngf.plugins.logger_base import RunLogger, final, flat
 from ngf.runs.loggers import mlflow_default_store
 
@@ -154,22 +153,4 @@ class MlflowLogger(RunLogger):
         handle.client.set_terminated(handle.run_id, status=END_STATES.get(status, "FAILED"))
 
 
-LOGGER = MlflowLogger()
-
-
-@hookimpl
-def ngf_run_start(config, info):
-    """Create the MLflow run (only with ``--log mlflow``)."""
-    LOGGER.run_start(config, info)
-
-
-@hookimpl
-def ngf_epoch_end(config, epoch, record):
-    """Log the epoch's numbers."""
-    LOGGER.epoch_end(config, epoch, record)
-
-
-@hookimpl
-def ngf_run_end(config, summary):
-    """Log the summary and status and end the run."""
-    LOGGER.run_end(config, summary)
+PLUGIN = MlflowLogger()  # what ngf registers: its methods are the hooks

@@ -17,7 +17,6 @@ import time
 
 import numpy as np
 
-from ngf.host.hookspecs import hookimpl
 from ngf.plugins.logger_base import RunLogger, summary_text
 
 
@@ -96,22 +95,4 @@ class TensorBoardLogger(RunLogger):
         handle.close()
 
 
-LOGGER = TensorBoardLogger()
-
-
-@hookimpl
-def ngf_run_start(config, info):
-    """Open the run's event file (only with ``--log tensorboard``)."""
-    LOGGER.run_start(config, info)
-
-
-@hookimpl
-def ngf_epoch_end(config, epoch, record):
-    """Write the epoch's numbers."""
-    LOGGER.epoch_end(config, epoch, record)
-
-
-@hookimpl
-def ngf_run_end(config, summary):
-    """Write the summary and status and close the file."""
-    LOGGER.run_end(config, summary)
+PLUGIN = TensorBoardLogger()  # what ngf registers: its methods are the hooks

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 
-from ngf.host.hookspecs import hookimpl
 from ngf.plugins.logger_base import RunLogger, final
 
 DEFAULT_PROJECT = "ngf"
@@ -57,22 +56,4 @@ class WandbLogger(RunLogger):
         handle.finish(exit_code=1)
 
 
-LOGGER = WandbLogger()
-
-
-@hookimpl
-def ngf_run_start(config, info):
-    """Start the W&B run (only with ``--log wandb``)."""
-    LOGGER.run_start(config, info)
-
-
-@hookimpl
-def ngf_epoch_end(config, epoch, record):
-    """Log the epoch's numbers."""
-    LOGGER.epoch_end(config, epoch, record)
-
-
-@hookimpl
-def ngf_run_end(config, summary):
-    """Log the summary and status and finish the run."""
-    LOGGER.run_end(config, summary)
+PLUGIN = WandbLogger()  # what ngf registers: its methods are the hooks

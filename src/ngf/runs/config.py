@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from typing import Any, Callable
+from typing import Any
 
 import optax
 from flax import nnx
@@ -15,24 +15,15 @@ from ngf.core.init import parse_init
 from ngf.core.rule import LearningRule
 from ngf.data.splits import DataSplits
 from ngf.runs.loggers import check_log
+from ngf.runs.optimizers import OPTIMIZERS  # noqa: F401 (ngf.OPTIMIZERS, where callers find it)
 from ngf.runs.protocol import build_optimizer, check_protocol
-
-OPTIMIZERS: dict[str, Callable[[float], optax.GradientTransformation]] = {
-    "adam": optax.adam,
-    "adamw": optax.adamw,
-    "sgd": optax.sgd,
-    "momentum": lambda lr: optax.sgd(lr, momentum=0.9),
-    "nesterov": lambda lr: optax.sgd(lr, momentum=0.9, nesterov=True),
-    "rmsprop": optax.rmsprop,
-}
-
 
 SCHEDULES = ("constant", "cosine", "multistep")
 
 
 def make_optimizer(config: "RunConfig", steps_per_epoch: int) -> optax.GradientTransformation:
     """The optax optimiser for a run, with its learning-rate schedule, momentum and weight decay."""
-    return build_optimizer(config, steps_per_epoch, OPTIMIZERS, config.run_epochs, config.run_milestones)
+    return build_optimizer(config, steps_per_epoch, config.run_epochs, config.run_milestones)
 
 
 def make_optimizers(config: "RunConfig", steps_per_epoch: int, rule) -> tuple:

@@ -24,9 +24,9 @@ from ngf.core.losses import loss_named
 from ngf.data.splits import DataSplits
 from ngf.runs.memory import _size as memory_size
 from ngf.runs.memory import available_bytes
+from ngf.runs.optimizers import MOMENTUM_OPTIMIZERS, optimizer_named
 
 WEIGHT_DECAY_MODES = ("coupled", "decoupled")
-MOMENTUM_OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop")  # the optimisers --momentum applies to
 DEFAULT_GAMMA = 0.1  # RunConfig.gamma's default: any other value asks for --schedule multistep
 PAD_COPIES = 2  # padded images are held on the host and, for training, on the device
 VAL_STREAM = 0x7A1  # folded into the run's seed for the validation split: the data order key is not used
@@ -96,14 +96,8 @@ def decoupled_weight_decay(weight_decay: float, lr) -> optax.GradientTransformat
     return optax.GradientTransformation(init, update)
 
 
-MOMENTUM = {"sgd": lambda lr, m: optax.sgd(lr, momentum=m), "momentum": lambda lr, m: optax.sgd(lr, momentum=m),
-            "nesterov": lambda lr, m: optax.sgd(lr, momentum=m, nesterov=True),
-            "rmsprop": lambda lr, m: optax.rmsprop(lr, momentum=m)}  # --momentum M replaces the optimiser's own
-
-
-def build_optimizer(config, steps_per_epoch: int, optimizers: dict, epochs: int,
-                    milestones: tuple) -> optax.GradientTransformation:
-    """The run's optimiser (``optimizers[config.optimizer]``) with its lr schedule, momentum and weight decay,
+def build_optimizer(config, steps_per_epoch: int, epochs: int, milestones: tuple) -> optax.GradientTransformation:
+    """The run's optimiser (``ngf.runs.optimizers``) with its lr schedule, momentum and weight decay,
     for a run of ``epochs`` (scaled) with the schedule's (scaled) ``milestones``.
 
     Weight decay λ, coupled: g ← g + λ θ before the optimiser (L2, torch.optim.SGD's
@@ -116,12 +110,9 @@ def build_optimizer(config, steps_per_epoch: int, optimizers: dict, epochs: int,
         lr = optax.piecewise_constant_schedule(
             config.lr, {m * steps_per_epoch: config.gamma for m in milestones})
     decoupled = config.weight_decay and config.weight_decay_mode == "decoupled"
-    if config.momentum is not None:
-        base = MOMENTUM[config.optimizer](lr, config.momentum)
-    elif config.optimizer == "adamw" and decoupled:
+    if config.optimizer == "adamw" and decoupled:
         return optax.adamw(lr, weight_decay=config.weight_decay)  # its own decoupled decay, λ replacing 1e-4
-    else:
-        base = optimizers[config.optimizer](lr)
+    base = optimizer_named(config.optimizer, lr, config.momentum)  # --momentum M replaces the optimiser's own
     if not config.weight_decay:
         return base
     if not decoupled:

@@ -50,11 +50,8 @@ def _sign_rule(init, magnitudes) -> ngf.LearningRule:
         e = net.loss.error(trace[-1].pre, labels)  # δ^L = e
         return ngf.propagate_errors(net, sign_concordant(params, m), trace, e), state
 
-    def local_update(net, params, trace, deltas, state):
-        return ngf.updates_from_deltas(net, params, trace, deltas), state
-
     # B = sign(θ) ⊙ M: zero forward weights would give zero feedback, so --init zeros is refused
-    return ngf.LearningRule(init, compute_targets, local_update, needs_nonzero_weights=True)
+    return ngf.LearningRule(init, compute_targets, needs_nonzero_weights=True)
 
 
 def usf(scale: float = 1.0) -> ngf.LearningRule:
