@@ -83,3 +83,18 @@ def test_a_run_writes_its_config_and_repeats_from_it(tmp_path, capsys):
     assert a["test_loss"] == b["test_loss"] and a["train_loss"] == b["train_loss"]
     assert read(second / "config.toml") == config
     capsys.readouterr()
+
+
+def test_every_run_option_declares_its_roles_once_and_every_role_is_played():
+    """ngf.runs.fields: each list of options by role derives from the fields' declarations."""
+    import dataclasses
+
+    from ngf.runs.fields import FIELDS_WITH, ROLES, RunFields, option
+
+    names = [f.name for f in dataclasses.fields(RunFields)]
+    assert all(FIELDS_WITH[role] for role in ROLES)  # no role is declared and never played
+    assert all(set(FIELDS_WITH[role]) <= set(names) for role in ROLES)
+    assert [name for name in names if name in FIELDS_WITH["not_written"]] == list(FIELDS_WITH["not_written"])
+    assert {"out", "resume"} <= set(FIELDS_WITH["not_written"]) and "epochs" in FIELDS_WITH["may_differ_on_resume"]
+    with pytest.raises(ValueError, match="unknown role 'writen'"):
+        option(None, "writen")

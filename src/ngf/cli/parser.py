@@ -16,9 +16,10 @@ import copy
 import sys
 
 from ngf.host.options import as_number
+from ngf.runs.fields import FIELDS_WITH
 
 COMMANDS = ("compare", "sweep", "plot", "norms")  # handled in ngf.cli.experiments
-SET_PER_RUN = ("rule", "dataset", "seed", "out", "resume", "resume_if_exists")  # compare/sweep resume by themselves
+RUN_ONLY_FLAGS = ("resume_if_exists",)  # not a run option: compare and sweep resume by themselves
 PLUGIN_OPTIONS = ("plugin", "block_plugin")
 EXIT_USAGE = 2
 DEFAULT = "ngf_default"  # the attribute where an option keeps its default, which argparse sees suppressed
@@ -232,7 +233,8 @@ def _experiment_parser(sub, name: str, run_parser) -> None:
     p.add_argument("--stack", type=int, default=None, metavar="N",  # ngf.experiments.stacked
                    help="train up to N runs that differ only in seed and lr together, as one vmapped program "
                         "(1: each alone; default: 1 on a CPU, where stacking was measured slower, 16 on a GPU)")
-    _copy_options(run_parser, p, lambda dest: dest not in SET_PER_RUN)
+    left_out = (*FIELDS_WITH["set_per_run"], *RUN_ONLY_FLAGS)  # what they set per run, and what they do alone
+    _copy_options(run_parser, p, lambda dest: dest not in left_out)
 
 
 def _workers(text: str):

@@ -24,9 +24,7 @@ from ngf.core.errors import NgfError
 from ngf.data.forms import is_form
 from ngf.host.options import MODEL_POSITIONAL, coerce, factory_options
 from ngf.runs.config import RunConfig
-
-NOT_GRIDDED = ("rule", "dataset", "seed", "out", "overwrite", "resume", "rule_opts", "model_opts", "dataset_opts",
-               "log", "experiment", "threads")  # threads: the process's, ngf.experiments.workers
+from ngf.runs.fields import FIELDS_WITH
 
 
 class Planned(NamedTuple):
@@ -94,7 +92,7 @@ def grid_target(config: RunConfig, key: str, registry) -> tuple[str, str]:
     if dot and scope in ("rule", "model"):
         return scope, name
     run_key = key.replace("-", "_")
-    if run_key in {f.name for f in dataclasses.fields(RunConfig)} and run_key not in NOT_GRIDDED:
+    if run_key in {f.name for f in dataclasses.fields(RunConfig)} and run_key not in FIELDS_WITH["not_gridded"]:
         return "run", run_key
     for scope in ("rule", "model"):
         if key in _option_names(registry, scope, getattr(config, scope)):

@@ -27,8 +27,9 @@ import tomllib
 from pathlib import Path
 
 from ngf.core.errors import NgfError
-from ngf.experiments.plan import NOT_GRIDDED, once_each
+from ngf.experiments.plan import once_each
 from ngf.runs.configfile import MAX_BYTES, normalise
+from ngf.runs.fields import FIELDS_WITH
 
 PLAN_KEYS = ("rules", "datasets", "seeds", "grid", "by_rule")
 
@@ -67,7 +68,7 @@ def _by_rule(plan: dict, where: str) -> dict:
     checked = {}
     for rule, options in table.items():
         record = normalise(options, f"{where}.by_rule.{rule}")
-        fixed = sorted(set(record) & set(NOT_GRIDDED))
+        fixed = sorted(set(record) & set(FIELDS_WITH["not_gridded"]))
         if fixed:
             raise NgfError(f"{where}.by_rule.{rule}: {fixed[0]} is set by the experiment, not per rule")
         checked[rule] = record

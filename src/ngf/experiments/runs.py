@@ -8,11 +8,10 @@ from pathlib import Path
 from ngf.core.errors import NgfError
 from ngf.experiments.results import Result
 from ngf.runs.configfile import CONFIG_FILE, read
+from ngf.runs.fields import FIELDS_WITH
 
 RUN_FILES = ("summary.json", "metrics.jsonl")
 HISTORY_KEYS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy")  # what figures read
-NOT_LABELS = ("seed", "dataset", "out", "overwrite", "resume", "data_dir", "steps_per_call", "log_csv", "log",
-              "threads")
 
 
 def find_runs(paths) -> list[Path]:
@@ -86,7 +85,7 @@ def load_run(folder: Path) -> tuple[dict, dict]:
 
 
 def _flat(config: dict) -> dict:
-    flat = {k: v for k, v in config.items() if not isinstance(v, dict) and k not in NOT_LABELS}
+    flat = {k: v for k, v in config.items() if not isinstance(v, dict) and k not in FIELDS_WITH["not_a_label"]}
     for table, prefix in (("rule_opts", "rule."), ("model_opts", "model.")):
         flat.update({prefix + k: v for k, v in (config.get(table) or {}).items()})
     return flat

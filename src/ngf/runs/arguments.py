@@ -17,9 +17,9 @@ from ngf.core.errors import NgfError
 from ngf.host.registry import Registry
 from ngf.runs.callbacks import Callbacks
 from ngf.runs.config import RunConfig
+from ngf.runs.fields import FIELDS_WITH
 
 CALLBACK_METHODS = ("on_start", "on_progress", "on_epoch", "on_end", "on_problem")
-OBJECT_FIELDS = ("rule", "model", "dataset")  # may be objects of the caller's, used as they are
 
 
 def check_arguments(config, registry, callbacks) -> None:
@@ -47,7 +47,8 @@ def plain(value):
 
 
 def plain_numbers(config: RunConfig) -> RunConfig:
-    """``config`` with every NumPy scalar among its options made a Python number."""
+    """``config`` with every NumPy scalar among its options made a Python number (a rule, model or dataset
+    object of the caller's is used as it is)."""
     return dataclasses.replace(config, **{field.name: plain(getattr(config, field.name))
                                           for field in dataclasses.fields(config)
-                                          if field.name not in OBJECT_FIELDS})
+                                          if field.name not in FIELDS_WITH["object"]})

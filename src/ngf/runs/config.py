@@ -1,11 +1,10 @@
-"""A run's configuration: every option, its validation, and the optimiser it names."""
+"""A run's configuration: its options (declared in ``ngf.runs.fields``), their checks, and its optimiser."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 import os
-from typing import Any
 
 import optax
 from flax import nnx
@@ -14,6 +13,7 @@ from ngf.core.errors import NgfError, unknown_name
 from ngf.core.init import parse_init
 from ngf.core.rule import LearningRule
 from ngf.data.splits import DataSplits
+from ngf.runs.fields import RunFields
 from ngf.runs.loggers import check_log
 from ngf.runs.optimizers import OPTIMIZERS  # noqa: F401 (ngf.OPTIMIZERS, where callers find it)
 from ngf.runs.protocol import build_optimizer, check_protocol
@@ -42,43 +42,9 @@ def make_rule_optimizer(config: "RunConfig", steps_per_epoch: int, rule) -> opta
 
 
 @dataclasses.dataclass
-class RunConfig:
-    """Every option of a run; names refer to registered rules, models and datasets."""
-
-    rule: Any = "lra"  # a registered name or a LearningRule
-    model: Any = "mlp"  # a registered name, an NNX module or a model factory
-    dataset: Any = "mnist"  # a registered name or a DataSplits
-    data_dir: str | None = None
-    epochs: int = 5
-    batch_size: int = 64
-    lr: float = 1e-3
-    optimizer: str = "adam"
-    schedule: str = "cosine"
-    seed: int = 0
-    out: str | None = None
-    overwrite: bool = False
-    devices: int | None = None  # None: every device JAX sees
-    steps_per_call: int | None = None  # None: choose the fast path for the model
-    threads: int | None = None  # XLA's CPU threads (cores) in the run's process; None: all (ngf.runs.threads)
-    log_csv: str | None = None  # the csv logger plugin writes one row per epoch here
-    init: str = "default"  # NAME[:SCALE], see ngf.core.init
-    resume: bool = False  # continue from out's checkpoint
-    track_alignment: bool = False  # per-layer angle to the bp gradient each epoch, on a fixed batch
-    divergence_ratio: float = 1000.0  # a loss above this × max(initial loss, ln C) counts as divergence; 0: off
-    rule_opts: dict = dataclasses.field(default_factory=dict)
-    model_opts: dict = dataclasses.field(default_factory=dict)
-    dataset_opts: dict = dataclasses.field(default_factory=dict)  # the dataset's options (--dataset-opt)
-    log: tuple = ()  # loggers, NAME[:ARG] each: tensorboard, wandb, mlflow (ngf.runs.loggers)
-    experiment: str | None = None  # the compare/sweep folder of this run: loggers group its runs by it
-    weight_decay: float = 0.0  # λ: L2 before the optimiser (coupled) or AdamW's after it (decoupled)
-    weight_decay_mode: str = "coupled"
-    momentum: float | None = None  # sgd, momentum, nesterov, rmsprop; None: the optimiser's own
-    milestones: tuple = ()  # --schedule multistep: lr × gamma after each of these epochs
-    gamma: float = 0.1
-    epochs_scale: float = 1.0  # train round(scale × epochs) epochs, milestones scaled alike
-    val_split: int = 0  # training examples held out for validation (best_epoch in the summary)
-    pad_to: int | None = None  # zero-pad the images to S × S, centred
-    loss: str = "ce"  # ce, mse or bce (ngf.core.losses)
+class RunConfig(RunFields):
+    """Every option of a run (declared with its roles in ``ngf.runs.fields``) and their checks; names refer to
+    registered rules, models and datasets."""
 
     @property
     def run_epochs(self) -> int:

@@ -19,15 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from ngf.core.errors import NgfError
-from ngf.host.options import MODEL_POSITIONAL, bind_options, factory_options
+from ngf.host.options import complete_options
 from ngf.runs import atomic
 from ngf.runs.config import RunConfig
+from ngf.runs.fields import FIELDS_WITH, OWNER
 from ngf.runs.files import CONFIG_FILE
-NOT_WRITTEN = ("out", "overwrite", "resume", "experiment")
-#: options every config.toml ngf has written holds (a resume refuses a file without one)
-ALWAYS_WRITTEN = ("rule", "model", "dataset", "epochs", "batch_size", "lr", "optimizer", "seed")
+
 MAX_BYTES = 1_000_000  # a config file larger than this is not one (``--config /dev/zero``)
-OPTION_TABLES = ("rule_opts", "model_opts", "dataset_opts")
 
 
 def _value(value: Any) -> str | None:
@@ -64,10 +62,11 @@ def _lines(table: dict) -> list[str]:
 
 
 def dumps(record: dict, header: str = "") -> str:
-    """TOML text for a flat dict plus the ``rule_opts`` and ``model_opts`` tables."""
-    top = {k: v for k, v in record.items() if k not in OPTION_TABLES}
+    """TOML text for a flat dict plus its options tables (``rule_opts``, ``model_opts``, ``dataset_opts``)."""
+    tables = FIELDS_WITH["options_table"]
+    top = {k: v for k, v in record.items() if k not in tables}
     lines = [f"# {line}" for line in header.splitlines()] + _lines(top)
-    for table in OPTION_TABLES:
+    for table in tables:
         if table in record:
             lines += ["", f"[{table}]"] + _lines(record[table] or {})
     return "\n".join(lines) + "\n"
@@ -84,7 +83,7 @@ def normalise(record: dict, source: str) -> dict:
         name = key.replace("-", "_")
         if name not in fields:
             raise NgfError(f"{source}: unknown option {key!r}; valid options: {', '.join(fields)}")
-        if name in OPTION_TABLES:
+        if name in FIELDS_WITH["options_table"]:
             if not isinstance(value, dict):
                 raise NgfError(f"{source}: {key} must be a table of NAME = VALUE")
             value = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
@@ -114,35 +113,26 @@ def read(path: str | Path) -> dict:
 
 def read_stored(path: str | Path) -> dict:
     """A run folder's ``config.toml``, as ngf wrote it: not empty, and holding the options ngf always
-    writes (``ALWAYS_WRITTEN``); a hand-edited file that lost one is refused in one line."""
+    writes (``FIELDS_WITH["always_written"]``); a hand-edited file that lost one is refused in one line."""
     record = read(path)
     if not record:
         raise NgfError(f"cannot resume: {path} is empty, not the run's configuration; restore it or start a "
                        "new run in another folder")
-    missing = [name for name in ALWAYS_WRITTEN if name not in record]
+    missing = [name for name in FIELDS_WITH["always_written"] if name not in record]
     if missing:
         raise NgfError(f"cannot resume: {path} lacks {', '.join(missing)}, which ngf always writes there (edited "
                        "by hand?); restore it or start a new run in another folder")
     return record
 
 
-def _complete(kind: str, name: Any, given: dict, registry, skip) -> dict:
-    """Every hyperparameter of a named factory, defaults filled in, given ones converted."""
-    if not isinstance(name, str):
-        return dict(given)
-    factory = registry.get(kind, name).factory
-    opts = {o.name: o.default for o in factory_options(factory, skip)}
-    opts.update(bind_options(kind, name, factory, given, skip))
-    return opts
-
-
 def resolved(config, registry, names: dict) -> dict:
     """The complete record of ``config`` that ``config.toml`` holds."""
     record = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
-              if f.name not in NOT_WRITTEN}
+              if f.name not in FIELDS_WITH["not_written"]}
     record.update(names)
-    record["rule_opts"] = _complete("rule", config.rule, config.rule_opts, registry, ())
-    record["model_opts"] = _complete("model", config.model, config.model_opts, registry, MODEL_POSITIONAL)
+    for table in FIELDS_WITH["completed"]:  # rule_opts, model_opts
+        kind = OWNER[table]
+        record[table] = complete_options(kind, getattr(config, kind), getattr(config, table), registry)
     for name in ("dataset_opts", "log"):  # written only when set, so earlier runs' files still compare equal
         if not record[name]:
             del record[name]
@@ -173,14 +163,16 @@ def merge(base: dict, override: dict) -> dict:
     rule they are dropped, and the same for ``model_opts`` and the model.
     """
     merged = dict(base)
+    tables = FIELDS_WITH["options_table"]
     for key, value in override.items():
-        if key in OPTION_TABLES:
-            owner = key[:-len("_opts")]  # rule, model or dataset
-            keep = base.get(owner) == override.get(owner, base.get(owner))
+        if key in tables:
+            kind = OWNER[key]  # rule, model or dataset
+            keep = base.get(kind) == override.get(kind, base.get(kind))
             value = {**(base.get(key, {}) if keep else {}), **value}
         merged[key] = value
-    for key, owner in (("rule_opts", "rule"), ("model_opts", "model"), ("dataset_opts", "dataset")):
-        if owner in override and override[owner] != base.get(owner) and key not in override:
+    for key in tables:
+        kind = OWNER[key]
+        if kind in override and override[kind] != base.get(kind) and key not in override:
             merged.pop(key, None)
     return merged
 

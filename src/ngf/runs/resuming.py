@@ -21,18 +21,15 @@ import os
 from pathlib import Path
 
 from ngf.core.errors import NgfError
-from ngf.host.options import MODEL_POSITIONAL, bind_options, factory_options
+from ngf.host.options import complete_options
 from ngf.host.registry import Registry
 from ngf.runs import checkpoint
 from ngf.runs.config import RunConfig
 from ngf.runs.configfile import read_stored
+from ngf.runs.fields import FIELDS_WITH, OWNER
 from ngf.runs.files import CONFIG_FILE
 
-MAY_DIFFER = ("epochs", "out", "overwrite", "resume", "log_csv", "log", "experiment",  # extent, files, logging
-              "threads")  # the process's CPU threads: a resume may run where the first part did not
-OPTION_TABLES = {"rule_opts": "rule", "model_opts": "model"}
 LENGTH_DEPENDENT = ("cosine",)  # schedules planned over the run's length: its epochs may not change
-OBJECTS = ("rule", "model", "dataset")  # each a registered name, or an object given through the Python API
 #: options the built-in models gained after checkpoints began to record the run's identity (ngf.runs.identity):
 #: at these values they are left out of the comparison, so a run written before them still resumes
 ADDED_DEFAULTS = {("mlp", "bias"): True, ("mlp", "dropout"): 0.0, ("cnn", "bias"): True, ("cnn", "dropout"): 0.0,
@@ -46,17 +43,6 @@ def _plain(value):
     return os.fspath(value) if isinstance(value, os.PathLike) else value
 
 
-def _complete(kind: str, name, given: dict, registry: Registry) -> dict:
-    """Every hyperparameter of a registered rule or model, defaults filled in; others as given."""
-    if not isinstance(name, str) or name not in registry.table(kind):
-        return {k: _plain(v) for k, v in given.items()}
-    factory = registry.get(kind, name).factory
-    skip = MODEL_POSITIONAL if kind == "model" else ()
-    opts = {o.name: o.default for o in factory_options(factory, skip)}
-    opts.update(bind_options(kind, name, factory, given, skip))
-    return {k: _plain(v) for k, v in opts.items()}
-
-
 def comparable(config: RunConfig, registry: Registry) -> dict:
     """``{label: value}`` of every option a resume must keep, hyperparameters complete.
 
@@ -66,22 +52,22 @@ def comparable(config: RunConfig, registry: Registry) -> dict:
     found = {}
     for field in dataclasses.fields(RunConfig):
         name, value = field.name, getattr(config, field.name)
-        if name in MAY_DIFFER or name in OBJECTS and not isinstance(value, str):
+        if name in FIELDS_WITH["may_differ_on_resume"] or name in FIELDS_WITH["object"] and not isinstance(value, str):
             continue
-        if name in OPTION_TABLES:
-            kind = OPTION_TABLES[name]
-            owner = getattr(config, kind)
-            opts = _complete(kind, owner, value, registry)
+        if name in FIELDS_WITH["completed"]:
+            kind = OWNER[name]
+            named = getattr(config, kind)
+            opts = {key: _plain(option) for key, option in complete_options(kind, named, value, registry).items()}
             found.update({f"{kind} option {key}": option for key, option in opts.items()
-                          if not _added_default(owner, key, option)})
+                          if not _added_default(named, key, option)})
         else:
             found[name] = _plain(value)
     return found
 
 
-def _added_default(owner, key: str, value) -> bool:
+def _added_default(named, key: str, value) -> bool:
     """Whether ``value`` is an option's default that ``ADDED_DEFAULTS`` leaves out of the comparison."""
-    default = ADDED_DEFAULTS.get((owner, key), ...)
+    default = ADDED_DEFAULTS.get((named, key), ...)
     return value == default and isinstance(value, bool) == isinstance(default, bool)
 
 
@@ -98,7 +84,7 @@ def check_same_run(config: RunConfig, registry: Registry) -> None:
         stored_config = RunConfig(**read_stored(stored_file))
         stored = comparable(stored_config, registry)
         given = comparable(config, registry)
-        for kind in OBJECTS:  # an object now: what the file names it by cannot be checked
+        for kind in FIELDS_WITH["object"]:  # an object now: what the file names it by cannot be checked
             if not isinstance(getattr(config, kind), str):
                 stored = {k: v for k, v in stored.items() if k != kind and not k.startswith(f"{kind} option ")}
         for label in dict.fromkeys([*stored, *given]):
