@@ -18,8 +18,8 @@ from ngf.core.network import Network
 from ngf.core.rule import call
 from ngf.models import mlp
 from ngf_tiny_mlp import bias, kernel
+from ref_dense import BATCH, N_CLASSES, N_IN, flat, sample  # noqa: F401 - tests import them from here
 
-N_IN, N_CLASSES, BATCH = 20, 5, 8
 
 
 def tanh_mlp(widths: tuple, biases: bool = True, seed: int = 1):
@@ -37,20 +37,9 @@ def tanh_mlp(widths: tuple, biases: bool = True, seed: int = 1):
     return net, tuple(jax.tree_util.tree_map_with_path(draw, theta) for theta in shapes)
 
 
-def sample():
-    """Eight float64 inputs and labels covering every class."""
-    x = np.random.default_rng(0).normal(size=(BATCH, N_IN))
-    return jnp.asarray(x, jnp.float64), jnp.asarray([0, 1, 2, 3, 4, 0, 2, 4])
-
-
 def weights(params) -> tuple[list, list]:
     """Each node's kernel [in, out] and bias as numpy lists."""
     return [kernel(t) for t in params], [bias(t) for t in params]
-
-
-def flat(updates) -> list:
-    """Per-node updates as [kernel_1, bias_1, kernel_2, …], numpy."""
-    return [a for theta in updates for a in (kernel(theta), bias(theta))]
 
 
 def rule_step(rule, net, params, x, y, owned=(), step_key=None, extra=None, state_key: int = 3):

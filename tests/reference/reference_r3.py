@@ -13,9 +13,9 @@ from ngf.core.losses import loss_named
 from ngf.core.network import Network
 from ngf.core.rule import as_updates, call
 from ngf.models import mlp
+from ngf_tiny_mlp import bias, kernel
+from ref_dense import BATCH, N_CLASSES, N_IN  # one definition of the comparisons' sizes
 from reference_kit import as_float64
-
-N_IN, N_CLASSES, BATCH = 20, 5, 8
 
 
 def network(activation: str = "relu", widths=(16, 12), loss: str = "ce"):
@@ -36,7 +36,7 @@ def batch(seed: int = 0):
 
 def dense(theta) -> tuple:
     """(kernel [in, out], bias) of a dense node, as numpy float64."""
-    return np.asarray(theta["linear"]["kernel"], np.float64), np.asarray(theta["linear"]["bias"], np.float64)
+    return np.asarray(kernel(theta), np.float64), np.asarray(bias(theta), np.float64)
 
 
 def own_step(rule, net, params, x, y, key, rule_params=None, trace: bool = True):
