@@ -22,30 +22,23 @@ from ngf.experiments.workers import run_in_workers, share_device, worker_count
 from ngf.runs import checkpoint, threads
 from ngf.runs.api import run
 from ngf.runs.callbacks import Callbacks
-from ngf.runs.configfile import CONFIG_FILE, read, resolved
+from ngf.runs.configfile import CONFIG_FILE, read
+from ngf.runs.fields import FIELDS_WITH
 from ngf.runs.files import holds_files
+from ngf.runs.spec import RunSpec
 
 TABLE_KEYS = ("rule", "model", "epochs", "epoch_seconds", "wall_seconds", *METRICS)  # what results.md reads
 
 
-def _comparable(record: dict) -> dict:
-    """A config record without ``None``s (TOML leaves them out) and with tuples for lists."""
-    def fix(value):
-        if isinstance(value, dict):
-            return {k: fix(v) for k, v in value.items() if v is not None}
-        return tuple(value) if isinstance(value, list) else value
-    return fix({k: v for k, v in record.items() if v is not None})
-
-
-def _names(config) -> dict:
-    return {"rule": config.rule, "model": config.model, "dataset": config.dataset}
+#: what an experiment's run may differ in from a folder's and still be that run: where its files go, and its
+#: process's settings (the same runs under another --workers are the same runs)
+NOT_COMPARED = (*FIELDS_WITH["not_written"], *FIELDS_WITH["process_setting"])
 
 
 def same_config(folder: Path, config, registry) -> bool:
-    """Whether ``folder/config.toml`` describes the run ``config`` would make (whatever ``threads``
-    either ran with: the same runs with another ``--workers`` are the same runs)."""
-    stored, planned = read(folder / CONFIG_FILE), resolved(config, registry, _names(config))
-    return _comparable({**stored, "threads": None}) == _comparable({**planned, "threads": None})
+    """Whether ``folder/config.toml`` describes the run ``config`` would make (``RunSpec.differences``)."""
+    stored = read(folder / CONFIG_FILE)
+    return next(RunSpec.of(config, registry).differences(stored, NOT_COMPARED), None) is None
 
 
 def finished_summary(path: Path) -> dict | None:

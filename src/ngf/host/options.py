@@ -138,15 +138,3 @@ def bind_options(kind: str, name: str, factory: Callable, given: dict, skip=MODE
             raise NgfError(f"unknown option {key!r} for {kind} {name!r}; valid options: {valid}")
         bound[key] = coerce(value, options[key].default, f"{kind} option {key}")
     return bound
-
-
-def complete_options(kind: str, name: Any, given: dict, registry) -> dict:
-    """Every hyperparameter of the rule or model registered as ``name``, defaults filled in and the
-    ``given`` ones checked and converted; ``given`` as it is when ``name`` is an object or not registered."""
-    if not isinstance(name, str) or name not in registry.table(kind):
-        return dict(given)
-    factory = registry.get(kind, name).factory
-    skip = MODEL_POSITIONAL if kind == "model" else ()
-    opts = {o.name: o.default for o in factory_options(factory, skip)}
-    opts.update(bind_options(kind, name, factory, given, skip))
-    return opts

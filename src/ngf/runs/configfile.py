@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from ngf.core.errors import NgfError
-from ngf.host.options import complete_options
 from ngf.runs import atomic
 from ngf.runs.config import RunConfig
 from ngf.runs.fields import FIELDS_WITH, OWNER
 from ngf.runs.files import CONFIG_FILE
+from ngf.runs.spec import RunSpec
 
 MAX_BYTES = 1_000_000  # a config file larger than this is not one (``--config /dev/zero``)
 
@@ -126,24 +126,13 @@ def read_stored(path: str | Path) -> dict:
 
 
 def resolved(config, registry, names: dict) -> dict:
-    """The complete record of ``config`` that ``config.toml`` holds."""
-    record = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
-              if f.name not in FIELDS_WITH["not_written"]}
-    record.update(names)
-    for table in FIELDS_WITH["completed"]:  # rule_opts, model_opts
-        kind = OWNER[table]
-        record[table] = complete_options(kind, getattr(config, kind), getattr(config, table), registry)
-    for name in ("dataset_opts", "log"):  # written only when set, so earlier runs' files still compare equal
-        if not record[name]:
-            del record[name]
-    return record
+    """The complete record of ``config`` that ``config.toml`` holds (``RunSpec.written``)."""
+    return RunSpec.of(config, registry).written(names)
 
 
-def write(out: Path | None, config, registry, names: dict, record: dict | None = None) -> None:
-    """Write ``out/config.toml`` for a run, atomically (nothing when the run has no folder).
-
-    ``record`` is ``resolved(config, registry, names)`` when the caller has it already.
-    """
+def write(out: Path | None, config, record: dict) -> None:
+    """Write ``out/config.toml``, the ``record`` of the run ``config`` (``RunSpec.written``), atomically
+    (nothing when the run has no folder)."""
     if out is None:
         return
     header = ("ngf run configuration, complete with defaults.\n"
@@ -152,7 +141,6 @@ def write(out: Path | None, config, registry, names: dict, record: dict | None =
         milestones = ", ".join(map(str, config.run_milestones)) or "none"
         header += (f"\nepochs_scale {config.epochs_scale:g}: this run trains {config.run_epochs} epochs "
                    f"(of {config.epochs}), milestones {milestones}")
-    record = resolved(config, registry, names) if record is None else record
     atomic.write_text(Path(out) / CONFIG_FILE, dumps(record, header))
 
 

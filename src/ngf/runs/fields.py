@@ -27,6 +27,8 @@ ROLES = {
     "not_gridded": "an experiment sets it itself: neither a --grid key nor a plan's by_rule table may",
     "set_per_run": "compare and sweep set it per run, so their parsers leave out ngf run's flag for it",
     "not_a_label": "never tells an experiment's runs apart in the labels of its tables and figures",
+    "process_setting": "a setting of the run's process (its CPU threads): an experiment's folder written "
+                       "under another --workers holds the same run",
 }
 
 
@@ -63,7 +65,7 @@ class RunFields:
     steps_per_call: int | None = option(None, "not_a_label")  # None: choose the fast path for the model
     # XLA's CPU threads (cores) in the run's process; None: all (ngf.runs.threads); not gridded: one per process
     # (ngf.experiments.workers)
-    threads: int | None = option(None, "may_differ_on_resume", "not_gridded", "not_a_label")
+    threads: int | None = option(None, "may_differ_on_resume", "not_gridded", "not_a_label", "process_setting")
     # the csv logger plugin writes one row per epoch here
     log_csv: str | None = option(None, "may_differ_on_resume", "not_a_label")
     init: str = option("default")  # NAME[:SCALE], see ngf.core.init

@@ -190,6 +190,7 @@ class RunFolder:
         self.replaces, self.write_config, self.claimed = replaces, write_config, False
         self.resumed = False  # a resumed run's files are never removed: they are the run
         self.identity = None  # what its checkpoints record of the run (ngf.runs.identity), once resolved
+        self.restores = None  # the identity the checkpoint it resumes from must record, once resolved
 
     @property
     def writes(self) -> Path | None:

@@ -151,7 +151,7 @@ def _start(member: Member, adapter: Lone, n_classes: int):
     rule_key, member.data_key = jax.random.split(seed_key(config.seed))
     fresh = engine.init(rule_key, params)
     state, member.history, member.clock.earlier = checkpoint.start(place.out, fresh, config.resume, place.writer,
-                                                                   place.identity)
+                                                                   place.restores)
     if config.resume and place.writer:  # the summary of where it stopped no longer holds; the config is rewritten
         files.remove_summary(place.out)
         place.claim()

@@ -24,6 +24,7 @@ from ngf.runs.callbacks import Callbacks, WithHooks
 from ngf.runs.config import RunConfig
 from ngf.runs.divergence import DivergenceCheck
 from ngf.runs.resolve import Resolved, resolve
+from ngf.runs.spec import RunSpec
 from ngf.runs.summary import Clock, summarise
 from ngf.runs.writable import check_writable_file
 
@@ -142,9 +143,11 @@ def open_member(config: RunConfig, registry, callbacks, labels: dict | None = No
                 stack: dict | None = None) -> tuple[Member, Resolved]:
     """Check, lock and resolve the run ``config`` up to its first epoch; the member and what it resolved to.
 
-    ``registry`` None loads the plugins once the folder is locked. ``labels`` name objects
-    of the Python API (``ngf.run``'s ``rule_name=``...). Anything raised before the member
-    exists removes what it made.
+    Its options are bound to their factories once (``RunSpec.of``): the resume check, the
+    objects, the checkpoints' fingerprint and ``config.toml`` all read that spec. ``registry``
+    None loads the plugins once the folder is locked. ``labels`` name objects of the Python
+    API (``ngf.run``'s ``rule_name=``...). Anything raised before the member exists removes
+    what it made.
     """
     folder.check(config)
     if config.log_csv is not None:  # like --out, before any work
@@ -152,14 +155,13 @@ def open_member(config: RunConfig, registry, callbacks, labels: dict | None = No
     place = folder.prepare(config)  # the folder's lock: one writer, taken before the plugins and data load
     try:
         registry = registry or load_registry()
-        if config.resume:  # before the data are loaded: the options must be the stored run's
-            resuming.check_same_run(config, registry)
+        spec = RunSpec.of(config, registry)  # the one binding of the options to their factories
+        stored = resuming.check_same_run(spec) if config.resume else None  # before the data are loaded
         hooks = WithHooks(callbacks or Callbacks(), registry.manager, config)
-        run = resolve(config, registry, labels)
+        run = resolve(spec, registry, labels)
         _check_devices(config)  # every input is checked before any of the run's files is written
-        place.identity = identity.of_run(resuming.comparable(config, registry), run.data, run.names["dataset"])
-        record = configfile.resolved(config, registry, run.names) if place.out is not None else None
-        place.write_config = functools.partial(configfile.write, place.out, config, registry, run.names, record)
+        place.identity, place.restores = identity.of_run(spec, run.data, run.names["dataset"], stored)
+        place.write_config = functools.partial(configfile.write, place.out, config, spec.written(run.names))
         if not (config.resume or place.replaces):  # a resumed run rewrites it once its checkpoint is read
             place.claim()
     except BaseException:

@@ -23,13 +23,13 @@ from ngf.core.init import once_options, parse_init, seed_key
 from ngf.core.losses import loss_named
 from ngf.core.network import Network, atomic_layers
 from ngf.core.rule import LearningRule
-from ngf.data.forms import form_loader
+from ngf.data.forms import is_form
 from ngf.data.splits import DataSplits, check_splits
-from ngf.host.options import bind_options
-from ngf.host.registry import Entry, Registry
+from ngf.host.registry import Registry
 from ngf.runs.config import RunConfig
 from ngf.runs.memory import check_memory
 from ngf.runs.protocol import prepare_data
+from ngf.runs.spec import RunSpec
 
 
 class Resolved(NamedTuple):
@@ -50,34 +50,42 @@ class Resolved(NamedTuple):
         return atomic_layers(self.model)
 
 
-def resolve(config: RunConfig, registry: Registry, labels: dict | None = None) -> Resolved:
-    """The rule, data, model and network of ``config``; bad input raises ``NgfError``.
+def resolve(run: RunConfig | RunSpec, registry: Registry, labels: dict | None = None) -> Resolved:
+    """The rule, data, model and network of a run (its spec, or its config, bound here); bad input raises
+    ``NgfError``.
 
     ``labels`` (``{"rule": "mine", ...}``, ``ngf.run``'s ``rule_name=``...) name objects
     given through the Python API in the summary and the files.
     """
-    rule, rule_name = resolve_rule(config, registry)
+    spec = as_spec(run, registry)
+    config = spec.config
+    rule, rule_name = resolve_rule(spec, registry)
     if rule.needs_nonzero_weights and parse_init(config.init)[0] == "zeros":
         raise NgfError(f"rule {rule_name!r} reads the forward weights (its feedback follows them), so it cannot "
                        f"start from --init zeros; choose another init")
-    data, data_name = resolve_data(config, registry)
+    data, data_name = resolve_data(spec, registry)
     data, val = prepare_data(data, config, data_name)  # --pad-to, --val-split (seeded by the run's seed alone)
     if config.batch_size > len(data.x_train):
         raise NgfError(f"batch-size {config.batch_size} is larger than the {len(data.x_train)} training examples")
-    model, model_name = resolve_model(config, data, registry)
+    model, model_name = resolve_model(spec, data, registry)
     names = labelled(config, {"rule": rule_name, "model": model_name, "dataset": data_name}, labels or {})
     net, params = build_network(model, data, names)
     net = dataclasses.replace(net, loss=loss_named(config.loss))  # every rule reads L and e from the network
     return Resolved(rule, data, model, net, params, names, val)
 
 
-def resolve_rule(config: RunConfig, registry: Registry) -> tuple[LearningRule, str]:
-    """The rule of ``config`` and its name (``custom`` for a ``LearningRule`` object without one)."""
+def as_spec(run: RunConfig | RunSpec, registry: Registry) -> RunSpec:
+    """``run`` if it is a spec already, else its config's options bound (``RunSpec.of``)."""
+    return run if isinstance(run, RunSpec) else RunSpec.of(run, registry)
+
+
+def resolve_rule(run: RunConfig | RunSpec, registry: Registry) -> tuple[LearningRule, str]:
+    """The rule of a run and its name (``custom`` for a ``LearningRule`` object without one)."""
+    spec = as_spec(run, registry)
+    config = spec.config
     if not isinstance(config.rule, str):  # a LearningRule object
         return config.rule, config.rule.name or "custom"
-    entry = registry.get("rule", config.rule)
-    opts = bind_options("rule", config.rule, entry.factory, config.rule_opts, skip=())
-    rule = entry.build(LearningRule, **opts)
+    rule = spec.entries["rule"].build(LearningRule, **spec.bound["rule_opts"])
     return (rule if rule.name else rule._replace(name=config.rule)), config.rule  # messages name the rule
 
 
@@ -102,21 +110,20 @@ DATA_ENVIRONMENT = ("NGF_DATA_DIR", "NGF_CACHE_DIR", "HF_HOME", "HF_DATASETS_CAC
                     "HF_DATASETS_OFFLINE")  # what the loaders' search reads
 
 
-def resolve_data(config: RunConfig, registry: Registry) -> tuple[DataSplits, str]:
-    """The dataset of ``config``, checked, and its name.
+def resolve_data(run: RunConfig | RunSpec, registry: Registry) -> tuple[DataSplits, str]:
+    """The dataset of a run, checked, and its name.
 
     A dataset given by name or form is loaded once per process: the next run with the same
     name, options, ``data_dir``, loader and search path (``$NGF_DATA_DIR``...) gets the same
     arrays, read-only (runs copy what they change: ``ngf.runs.protocol``). The newest is
     kept, and earlier ones while they fit in ``LOADED_BYTES``.
     """
+    spec = as_spec(run, registry)
+    config = spec.config
     if isinstance(config.dataset, DataSplits):
         return check_splits(config.dataset, "custom"), "custom"
-    loader = form_loader(config.dataset)  # hf:..., disk:..., folder:... (ngf.data.forms)
-    entry = (Entry(config.dataset, loader, "ngf", "dataset") if loader is not None
-             else registry.get("dataset", config.dataset))
-    opts = bind_options("dataset", config.dataset, entry.factory, config.dataset_opts, skip=("data_dir",))
-    key = _data_key(config, None if loader is not None else entry.factory, opts)
+    entry, opts = spec.entries["dataset"], dict(spec.bound["dataset_opts"])  # a form (hf:...) is its own entry
+    key = _data_key(config, None if is_form(config.dataset) else entry.factory, opts)
     if key in LOADED:
         LOADED.move_to_end(key)
         return LOADED[key], config.dataset
@@ -150,22 +157,24 @@ def _nbytes(data: DataSplits) -> int:
     return sum(getattr(getattr(data, name), "nbytes", 0) for name in ("x_train", "y_train", "x_test", "y_test"))
 
 
-def resolve_model(config: RunConfig, data: DataSplits, registry: Registry) -> tuple[nnx.Module, str]:
-    """The model of ``config``, built for ``data``'s input shape and classes, and its name."""
+def resolve_model(run: RunConfig | RunSpec, data: DataSplits, registry: Registry) -> tuple[nnx.Module, str]:
+    """The model of a run, built for ``data``'s input shape and classes, and its name."""
+    spec = as_spec(run, registry)
+    config = spec.config
     if isinstance(config.model, nnx.Module):
         return config.model, type(config.model).__name__
-    make, build, name = model_factory(config, data, registry)
+    make, build, name = model_factory(spec, data, registry)
     check_memory(make, config.seed, name)  # from shapes alone, before a huge model is allocated
-    same = _model_key(config, data, registry)
+    same = _model_key(spec, data)
     return created(make, build, seed_key(config.seed), same), name  # all 64 bits of the seed
 
 
-def _model_key(config: RunConfig, data: DataSplits, registry: Registry):
+def _model_key(spec: RunSpec, data: DataSplits):
     """What makes a registered model's weight program: its factory, options, input shape and
     classes (hashable); None for a factory given as an object, whose program is not kept."""
-    if not isinstance(config.model, str):
+    if not isinstance(spec.config.model, str):
         return None
-    key = (registry.get("model", config.model).factory, tuple(sorted(config.model_opts.items())),
+    key = (spec.entries["model"].factory, tuple(sorted(spec.bound["model_opts"].items())),
            tuple(data.input_shape), data.n_classes, jax.default_backend())
     try:
         hash(key)
@@ -209,16 +218,16 @@ def created(make, build, key, same=None):
     return model
 
 
-def model_factory(config: RunConfig, data: DataSplits, registry: Registry):
+def model_factory(run: RunConfig | RunSpec, data: DataSplits, registry: Registry):
     """``(make, build, name)`` for a model given by name or factory: ``make(rngs)`` calls the factory,
     ``build(rngs)`` too, with a registered factory's failures named by plugin."""
-    model = config.model
+    spec = as_spec(run, registry)
+    model = spec.config.model
     shape, classes = data.input_shape, data.n_classes  # not ``data``: a kept weight program must not hold it
     if not isinstance(model, str):  # a factory(input_shape, n_classes, *, rngs)
         make = lambda rngs: model(shape, classes, rngs=rngs)
         return make, make, getattr(model, "__name__", "custom")
-    entry = registry.get("model", model)
-    opts = bind_options("model", model, entry.factory, config.model_opts)
+    entry, opts = spec.entries["model"], dict(spec.bound["model_opts"])
     return (lambda rngs: entry.factory(shape, classes, rngs=rngs, **opts),
             lambda rngs: entry.build(nnx.Module, shape, classes, rngs=rngs, **opts), model)
 
