@@ -10,12 +10,9 @@ from ngf.cli.options import config_from_args
 from ngf.cli.ui import RichCallbacks, alignment_table, results_table
 from ngf.core.distributed import is_writer
 from ngf.data.forms import FORMS
-from ngf.host.options import factory_options
+from ngf.host.options import NOT_OPTIONS, factory_options
 from ngf.host.registry import Registry
 from ngf.runs.api import run
-
-SKIP = {"rule": (), "model": ("input_shape", "n_classes", "rngs"), "dataset": ("data_dir",)}
-
 
 def run_command(args, registry: Registry, console: Console) -> dict:
     """``ngf run``: build the config from the arguments, train, show the results."""
@@ -41,7 +38,7 @@ def run_command(args, registry: Registry, console: Console) -> dict:
 
 
 def _format_options(factory, kind: str) -> str:
-    options = factory_options(factory, SKIP[kind])
+    options = factory_options(factory, NOT_OPTIONS[kind])
     return "\n".join(f"{o.name}={o.default!r}" + (f"  {o.help}" if o.help else "") for o in options)
 
 

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from ngf.core.errors import NgfError
 from ngf.data.forms import is_form
-from ngf.host.options import MODEL_POSITIONAL, coerce, factory_options
+from ngf.host.options import NOT_OPTIONS, coerce, factory_options
 from ngf.runs.config import RunConfig
 from ngf.runs.fields import FIELDS_WITH
 
@@ -81,8 +81,7 @@ def once_each(values: list, what: str) -> list:
 def _option_names(registry, kind: str, name) -> set[str]:
     if not isinstance(name, str):
         return set()
-    skip = MODEL_POSITIONAL if kind == "model" else ()
-    return {o.name for o in factory_options(registry.get(kind, name).factory, skip)}
+    return {o.name for o in factory_options(registry.get(kind, name).factory, NOT_OPTIONS[kind])}
 
 
 def grid_target(config: RunConfig, key: str, registry) -> tuple[str, str]:

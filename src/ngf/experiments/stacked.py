@@ -33,6 +33,7 @@ import jax
 from ngf.core.errors import NgfError
 from ngf.core.parallel import device_count
 from ngf.runs import checkpoint
+from ngf.runs.fields import FIELDS_WITH
 from ngf.runs.stacked import run_stack
 
 ACCELERATOR_CAP = 16  # members of one stack on a GPU or TPU (the issue's 16-seed LeNet-5 target)
@@ -54,7 +55,7 @@ def check_size(size) -> int:
 
 def stack_key(config):
     """What must be equal for runs to stack: the config without its seed and folder; None: it runs alone."""
-    if not all(isinstance(getattr(config, kind), str) for kind in ("rule", "model", "dataset")):
+    if not all(isinstance(getattr(config, kind), str) for kind in FIELDS_WITH["object"]):
         return None  # objects of the Python API
     if (config.track_alignment or config.val_split
             or device_count(config.devices) > 1 or jax.process_count() > 1):

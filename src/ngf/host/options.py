@@ -14,6 +14,8 @@ from ngf.core.errors import NgfError
 
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 MODEL_POSITIONAL = ("input_shape", "n_classes", "rngs")
+#: the factory arguments that are not options, per kind: a model's positional ones, a dataset's folder
+NOT_OPTIONS = {"rule": (), "model": MODEL_POSITIONAL, "dataset": ("data_dir",)}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,6 +27,8 @@ ROLES = {
     "not_gridded": "an experiment sets it itself: neither a --grid key nor a plan's by_rule table may",
     "set_per_run": "compare and sweep set it per run, so their parsers leave out ngf run's flag for it",
     "not_a_label": "never tells an experiment's runs apart in the labels of its tables and figures",
+    "written_when_set": "config.toml holds it only when it is set, so files written before it existed read "
+                        "back the same",
     "process_setting": "a setting of the run's process (its CPU threads): an experiment's folder written "
                        "under another --workers holds the same run",
 }
@@ -76,9 +78,10 @@ class RunFields:
     divergence_ratio: float = option(1000.0)
     rule_opts: dict = option({}, "options_table", "completed", "not_gridded")
     model_opts: dict = option({}, "options_table", "completed", "not_gridded")
-    dataset_opts: dict = option({}, "options_table", "not_gridded")  # the dataset's options (--dataset-opt)
+    # the dataset's options (--dataset-opt)
+    dataset_opts: dict = option({}, "options_table", "not_gridded", "written_when_set")
     # loggers, NAME[:ARG] each: tensorboard, wandb, mlflow (ngf.runs.loggers)
-    log: tuple = option((), "may_differ_on_resume", "not_gridded", "not_a_label")
+    log: tuple = option((), "may_differ_on_resume", "not_gridded", "not_a_label", "written_when_set")
     # the compare/sweep folder of this run: loggers group its runs by it
     experiment: str | None = option(None, "not_written", "may_differ_on_resume", "not_gridded")
     weight_decay: float = option(0.0)  # λ: L2 before the optimiser (coupled) or AdamW's after it (decoupled)

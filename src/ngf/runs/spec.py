@@ -27,13 +27,11 @@ import types
 from typing import Any, Iterator, Mapping
 
 from ngf.data.forms import form_loader
-from ngf.host.options import MODEL_POSITIONAL, bind_options, factory_options
+from ngf.host.options import NOT_OPTIONS, bind_options, factory_options
 from ngf.host.registry import Entry, Registry
 from ngf.runs.config import RunConfig
 from ngf.runs.fields import FIELDS_WITH, OWNER
 
-#: the factory arguments that are not options, per kind: a model's positional ones, a dataset's folder
-NOT_OPTIONS = {"rule": (), "model": MODEL_POSITIONAL, "dataset": ("data_dir",)}
 FROZEN = types.MappingProxyType
 
 
@@ -90,7 +88,7 @@ class RunSpec:
         record.update(names)
         for table in FIELDS_WITH["completed"]:  # rule_opts, model_opts
             record[table] = dict(self.bound[table])
-        for name in ("dataset_opts", "log"):  # written only when set, so earlier runs' files still compare equal
+        for name in FIELDS_WITH["written_when_set"]:
             if not record[name]:
                 del record[name]
         return record
