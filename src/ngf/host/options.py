@@ -130,8 +130,9 @@ def coerce(text: Any, default: Any, label: str):
     return _coerce_scalar(text, default, label)
 
 
-def bind_options(kind: str, name: str, factory: Callable, given: dict, skip=MODEL_POSITIONAL) -> dict:
-    """Check ``given`` against ``factory``'s hyperparameters and convert their types."""
+def bind(kind: str, name: str, factory: Callable, given: dict, skip=MODEL_POSITIONAL) -> tuple[dict, dict]:
+    """``(defaults, bound)`` from one read of ``factory``'s signature: its hyperparameters' defaults, and
+    ``given`` checked against them and converted to their types."""
     options = {o.name: o for o in factory_options(factory, skip)}
     bound = {}
     for key, value in given.items():
@@ -139,4 +140,9 @@ def bind_options(kind: str, name: str, factory: Callable, given: dict, skip=MODE
             valid = ", ".join(options) or "(none)"
             raise NgfError(f"unknown option {key!r} for {kind} {name!r}; valid options: {valid}")
         bound[key] = coerce(value, options[key].default, f"{kind} option {key}")
-    return bound
+    return {key: option.default for key, option in options.items()}, bound
+
+
+def bind_options(kind: str, name: str, factory: Callable, given: dict, skip=MODEL_POSITIONAL) -> dict:
+    """Check ``given`` against ``factory``'s hyperparameters and convert their types."""
+    return bind(kind, name, factory, given, skip)[1]

@@ -1,8 +1,8 @@
 """A run spec: what a run computes, with its rule's, model's and dataset's options bound once.
 
 ``RunSpec.of(config, registry)`` is the one place a run's options meet their factories:
-each registered rule, model and dataset looks its options up in its factory's signature,
-checks and types them (``ngf.host.options.bind_options``); the rule's and model's are
+each registered rule, model and dataset reads its factory's signature once, and checks
+and types its options against it (``ngf.host.options.bind``); the rule's and model's are
 completed with every default. Everything else reads the spec:
 
 - the objects the run builds (``ngf.runs.resolve``) take ``bound[table]``;
@@ -27,7 +27,7 @@ import types
 from typing import Any, Iterator, Mapping
 
 from ngf.data.forms import form_loader
-from ngf.host.options import NOT_OPTIONS, bind_options, factory_options
+from ngf.host.options import NOT_OPTIONS, bind
 from ngf.host.registry import Entry, Registry
 from ngf.runs.config import RunConfig
 from ngf.runs.fields import FIELDS_WITH, OWNER
@@ -70,9 +70,8 @@ class RunSpec:
                 bound[table], defaults[table] = FROZEN(dict(given)), FROZEN({})
                 continue
             entry = entries[kind] = entry_of(kind, named, registry)
-            options = bind_options(kind, named, entry.factory, given, skip=NOT_OPTIONS[kind])
-            if table in FIELDS_WITH["completed"]:
-                known = {o.name: o.default for o in factory_options(entry.factory, NOT_OPTIONS[kind])}
+            known, options = bind(kind, named, entry.factory, given, skip=NOT_OPTIONS[kind])
+            if table in FIELDS_WITH["completed"]:  # the rule's and model's: every default filled in
                 defaults[table], options = FROZEN(known), {**known, **options}
             else:
                 defaults[table] = FROZEN({})
