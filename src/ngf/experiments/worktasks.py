@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from collections import deque
 
+from ngf.runs.fields import FIELDS_WITH
+
 
 def tasks(keys: list[int], prepared: list, threads: int, stack) -> deque:
     """The runs to train as tasks, in plan order: a stack of runs that differ only in seed
@@ -22,8 +24,7 @@ def tasks(keys: list[int], prepared: list, threads: int, stack) -> deque:
 def programs(config) -> str:
     """What a run's compiled programs depend on beyond its seed and lr, as text: its rule, model and
     data with their options (a worker prefers tasks whose programs it has compiled)."""
-    return repr((config.rule, config.rule_opts, config.model, config.model_opts, config.dataset,
-                 config.dataset_opts, config.batch_size, config.optimizer, config.loss))
+    return repr(tuple(getattr(config, name) for name in FIELDS_WITH["compiled"]))
 
 
 def next_task(held: list, index: int, todo: deque) -> list | None:

@@ -29,6 +29,8 @@ ROLES = {
     "not_a_label": "never tells an experiment's runs apart in the labels of its tables and figures",
     "written_when_set": "config.toml holds it only when it is set, so files written before it existed read "
                         "back the same",
+    "compiled": "the run's compiled programs depend on it beyond its seed and lr: a worker of "
+                "--workers N prefers the runs whose programs it has compiled",
     "process_setting": "a setting of the run's process (its CPU threads): an experiment's folder written "
                        "under another --workers holds the same run",
 }
@@ -49,15 +51,17 @@ def option(default: Any, *roles: str) -> Any:
 class RunFields:
     """Every option of a run, with its default and roles; names refer to registered rules, models and datasets."""
 
-    rule: Any = option("lra", "object", "always_written", "not_gridded", "set_per_run")  # a name or a LearningRule
-    model: Any = option("mlp", "object", "always_written")  # a registered name, an NNX module or a model factory
+    # a registered name or a LearningRule
+    rule: Any = option("lra", "object", "always_written", "not_gridded", "set_per_run", "compiled")
+    # a registered name, an NNX module or a model factory
+    model: Any = option("mlp", "object", "always_written", "compiled")
     dataset: Any = option("mnist", "object", "always_written", "not_gridded", "set_per_run",
-                          "not_a_label")  # a registered name or a DataSplits
+                          "not_a_label", "compiled")  # a registered name or a DataSplits
     data_dir: str | None = option(None, "not_a_label")
     epochs: int = option(5, "always_written", "may_differ_on_resume")
-    batch_size: int = option(64, "always_written")
+    batch_size: int = option(64, "always_written", "compiled")
     lr: float = option(1e-3, "always_written")
-    optimizer: str = option("adam", "always_written")
+    optimizer: str = option("adam", "always_written", "compiled")
     schedule: str = option("cosine")
     seed: int = option(0, "always_written", "not_gridded", "set_per_run", "not_a_label")
     out: str | None = option(None, "not_written", "may_differ_on_resume", "not_gridded", "set_per_run",
@@ -76,10 +80,10 @@ class RunFields:
     track_alignment: bool = option(False)  # per-layer angle to the bp gradient each epoch, on a fixed batch
     # a loss above this × max(initial loss, ln C) counts as divergence; 0: off
     divergence_ratio: float = option(1000.0)
-    rule_opts: dict = option({}, "options_table", "completed", "not_gridded")
-    model_opts: dict = option({}, "options_table", "completed", "not_gridded")
+    rule_opts: dict = option({}, "options_table", "completed", "not_gridded", "compiled")
+    model_opts: dict = option({}, "options_table", "completed", "not_gridded", "compiled")
     # the dataset's options (--dataset-opt)
-    dataset_opts: dict = option({}, "options_table", "not_gridded", "written_when_set")
+    dataset_opts: dict = option({}, "options_table", "not_gridded", "written_when_set", "compiled")
     # loggers, NAME[:ARG] each: tensorboard, wandb, mlflow (ngf.runs.loggers)
     log: tuple = option((), "may_differ_on_resume", "not_gridded", "not_a_label", "written_when_set")
     # the compare/sweep folder of this run: loggers group its runs by it
@@ -92,7 +96,7 @@ class RunFields:
     epochs_scale: float = option(1.0)  # train round(scale × epochs) epochs, milestones scaled alike
     val_split: int = option(0)  # training examples held out for validation (best_epoch in the summary)
     pad_to: int | None = option(None)  # zero-pad the images to S × S, centred
-    loss: str = option("ce")  # ce, mse or bce (ngf.core.losses)
+    loss: str = option("ce", "compiled")  # ce, mse or bce (ngf.core.losses)
 
 
 #: per role, the names of the options that play it, in the order ``RunFields`` declares them
