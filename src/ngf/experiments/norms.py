@@ -28,6 +28,7 @@ from ngf.runs.config import RunConfig, make_optimizers
 from ngf.runs.configfile import CONFIG_FILE, read
 from ngf.runs.protocol import prepare_data
 from ngf.runs.resolve import resolve_data, resolve_model, resolve_rule
+from ngf.runs.spec import RunSpec
 
 
 def update_norms(net: Network, rule, state, x, y) -> tuple[list[float | None], float | None]:
@@ -52,10 +53,11 @@ def frobenius(tree) -> jax.Array:
 def run_norms(folder: Path, registry, batch: int = 512) -> dict:
     """``{"init": [...], "final": [...]}``: per-layer update norms of the run in ``folder``."""
     config = RunConfig(**read(Path(folder) / CONFIG_FILE))
-    rule, _ = resolve_rule(config, registry)
-    data, name = resolve_data(config, registry)
+    spec = RunSpec.of(config, registry)
+    rule, _ = resolve_rule(spec, registry)
+    data, name = resolve_data(spec, registry)
     data, _ = prepare_data(data, config, name)  # padded and split as the run saw them
-    model, _ = resolve_model(config, data, registry)
+    model, _ = resolve_model(spec, data, registry)
     net, params = Network.from_model(model, data.input_shape)
     net = dataclasses.replace(net, loss=loss_named(config.loss))
     params = initialise(params, config.init, config.seed)

@@ -14,6 +14,7 @@ from ngf.experiments.plan import Planned
 from ngf.runs.memory import check_memory
 from ngf.runs.protocol import pad_images
 from ngf.runs.resolve import model_factory, resolve_data, resolve_rule
+from ngf.runs.spec import RunSpec
 
 
 def check_plan(runs: list[Planned], registry) -> None:
@@ -26,12 +27,13 @@ def check_plan(runs: list[Planned], registry) -> None:
             if (item.label, item.dataset) in checked:
                 continue
             checked.add((item.label, item.dataset))
-            resolve_rule(config, registry)
+            spec = RunSpec.of(config, registry)  # its options bound, once
+            resolve_rule(spec, registry)
             source = (config.dataset, config.data_dir, config.pad_to)
             if source not in loaded:  # the images the model will see: padded (--pad-to)
-                data, name = resolve_data(config, registry)
+                data, name = resolve_data(spec, registry)
                 loaded[source] = pad_images(data, config.pad_to, name)
-            make, _, name = model_factory(config, loaded[source], registry)
+            make, _, name = model_factory(spec, loaded[source], registry)
             check_memory(make, config.seed, name)
         except NgfError as exc:
             raise NgfError(f"run {item.label!r} on {item.dataset}: {exc}") from None
