@@ -6,19 +6,20 @@ import shutil
 import tempfile
 from pathlib import Path
 
+# The suite compiles far more than it computes (tiny models, a few steps each): XLA's CPU backend at its
+# lowest optimisation level compiled the contract tests with 30% less CPU time and ran the training-heavy
+# modules (pc, stacked, kp) in the same time; the runs and subprocesses the tests start inherit it.
+# A test of bits that only XLA's default optimisation gives runs in a subprocess with ``product_xla_env()``.
+# Set before anything starts JAX's backend (the thread count below does): XLA reads its flags once, then.
+TEST_XLA_FLAG = "--xla_backend_optimization_level=0"
+os.environ["XLA_FLAGS"] = " ".join(filter(None, [os.environ.get("XLA_FLAGS"), TEST_XLA_FLAG]))
+
 if os.environ.get("PYTEST_XDIST_WORKER"):  # each of pytest-xdist's workers computes with one XLA thread:
     from ngf.runs.threads import apply  # two workers on two cores, not four threads (a tenth faster measured)
 
     apply(1)
 
-# The suite compiles far more than it computes (tiny models, a few steps each): XLA's CPU backend at its
-# lowest optimisation level compiled the contract tests with 30% less CPU time and ran the training-heavy
-# modules (pc, stacked, kp) in the same time; the runs and subprocesses the tests start inherit it.
-# A test of bits that only XLA's default optimisation gives runs in a subprocess with ``product_xla_env()``.
-TEST_XLA_FLAG = "--xla_backend_optimization_level=0"
-os.environ["XLA_FLAGS"] = " ".join(filter(None, [os.environ.get("XLA_FLAGS"), TEST_XLA_FLAG]))
-
-import jax  # noqa: E402 - after the thread count and XLA's flags, which are read when JAX's backend starts
+import jax  # noqa: E402 - after XLA's flags and the thread count, which are read when JAX's backend starts
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
