@@ -32,9 +32,11 @@ def free_port() -> int:
 
 
 def start(argv, devices=2, **env) -> subprocess.Popen:
-    """``python -m ngf.cli ARGV`` with ``devices`` forced host devices and ``env`` added."""
+    """``python -m ngf.cli ARGV`` with ``devices`` forced host devices and ``env`` added; the suite's XLA flags
+    (tests/conftest.py: the one-process and two-process runs compared compile alike) kept."""
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()
     full = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-            "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", **env}
+            "XLA_FLAGS": flags, **env}
     return subprocess.Popen([sys.executable, "-m", "ngf.cli", *argv], env=full, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
 
