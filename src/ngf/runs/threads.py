@@ -56,7 +56,8 @@ def apply(threads: int | None) -> None:
     ends with the one-thread bits), while the system is free to move the threads to idle
     cores: on a shared machine a process pinned to a busy core would wait for it. Nothing
     to do when ``threads`` is None or the process has exactly that many cores; otherwise
-    the backend must not have started yet.
+    the backend must not have started yet. Starting it reads ``$XLA_FLAGS`` once: set them
+    before this call, since XLA ignores any change made afterwards.
     """
     if threads is None:
         return
