@@ -80,9 +80,9 @@ def product_xla_env() -> dict:
 #: the longest modules (seconds of test time on a quiet 2-core machine, --durations=0), run first: xdist's
 #: loadscope hands modules out in collection order, so a long module collected last keeps one worker busy
 #: while the other has finished (22 s of 515 measured); longest first leaves the short ones to even out
-LONGEST_FIRST = ("test_contract", "test_locality", "test_distributed", "test_reliability", "test_stacked",
-                 "test_checkpoint", "test_rule_interface", "test_kp", "test_ray", "test_startup", "test_conv_rules",
-                 "test_signals", "test_rgb_models", "test_reliability_b", "test_workers", "test_pc")
+LONGEST_FIRST = ("test_contract", "test_locality", "test_ray", "test_distributed", "test_reliability", "test_kp",
+                 "test_startup", "test_checkpoint", "test_signals", "test_rule_interface", "test_reliability_b",
+                 "test_workers", "test_stacked", "test_conv_rules", "test_experiments", "test_rgb_models")
 
 
 def pytest_collection_modifyitems(session, config, items):
