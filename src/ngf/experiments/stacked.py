@@ -33,6 +33,7 @@ import jax
 from ngf.core.errors import NgfError
 from ngf.core.parallel import device_count
 from ngf.runs import checkpoint
+from ngf.runs.config import RunConfig
 from ngf.runs.fields import FIELDS_WITH
 from ngf.runs.stacked import run_stack
 
@@ -54,14 +55,16 @@ def check_size(size) -> int:
 
 
 def stack_key(config):
-    """What must be equal for runs to stack: the config without its seed and folder; None: it runs alone."""
+    """What must be equal for runs to stack: what their ``config.toml`` holds but the seed and (unless the
+    optimiser's state depends on it) the lr; None: it runs alone."""
     if not all(isinstance(getattr(config, kind), str) for kind in FIELDS_WITH["object"]):
         return None  # objects of the Python API
     if (config.track_alignment or config.val_split
             or device_count(config.devices) > 1 or jax.process_count() > 1):
         return None
     lr = config.lr if lr_in_state(config) else None  # None: the lr may differ, per member (ngf.runs.stacked)
-    return dataclasses.replace(config, seed=0, lr=lr, out=None, overwrite=False, resume=False)
+    placement = {name: RunConfig.__dataclass_fields__[name].default for name in FIELDS_WITH["not_written"]}
+    return dataclasses.replace(config, seed=0, lr=lr, **placement)  # what config.toml holds, less seed and lr
 
 
 def lr_in_state(config) -> bool:
