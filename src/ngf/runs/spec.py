@@ -51,7 +51,7 @@ def plain(value: Any) -> Any:
 @dataclasses.dataclass(frozen=True, eq=False)
 class RunSpec:
     """A run's configuration with the options of its registered rule, model and dataset bound to their
-    factories (checked, typed; the rule's and model's complete). Immutable: ``replace`` makes another."""
+    factories (checked, typed; the rule's and model's complete). Immutable."""
 
     config: RunConfig  # a copy of the config it was made from, never changed
     bound: Mapping[str, Mapping]  # per options table: the options the factory is called with
@@ -115,7 +115,7 @@ class RunSpec:
     def _stored_values(self, stored: Mapping) -> dict:
         """Every field's value in a stored record: a field it lacks at ``RunConfig``'s default, an option of
         this run's own rule or model it lacks at the factory's default."""
-        values = {f.name: stored.get(f.name, RunConfig.__dataclass_fields__[f.name].default)
+        values = {f.name: stored.get(f.name, f.default)
                   for f in dataclasses.fields(RunConfig) if f.name not in FIELDS_WITH["options_table"]}
         for table in FIELDS_WITH["options_table"]:
             own = values[OWNER[table]] == getattr(self.config, OWNER[table])
