@@ -1,11 +1,11 @@
 """What a run's checkpoint says about the run that wrote it, checked when the run resumes.
 
 A checkpoint holds the run's identity: a fingerprint of its configuration (every option
-a resume must keep, ``ngf.runs.spec``: not ``epochs`` nor where files
-and logs go) and one of the data it trained on (the bytes of every split, whatever source
-they came from: a folder, the Hub or the Python API). A resume whose ``config.toml`` was
-edited, whose checkpoint was copied from another run, or whose dataset now resolves to
-other files is refused in one line instead of continuing another run under this one's name.
+of its ``ngf.runs.spec`` a resume must keep: not ``epochs`` nor where files and logs go)
+and one of the data it trained on (the bytes of every split, whatever source they came
+from: a folder, the Hub or the Python API). A resume whose ``config.toml`` was edited,
+whose checkpoint was copied from another run, or whose dataset now resolves to other
+files is refused in one line instead of continuing another run under this one's name.
 """
 
 from __future__ import annotations

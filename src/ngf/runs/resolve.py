@@ -1,8 +1,8 @@
 """From names to objects: the rule, the dataset, the model and its network view of a run.
 
 Each of ``config.rule``, ``config.model`` and ``config.dataset`` is a registered name,
-looked up in the registry and built with its options, or an object given through the
-Python API, checked and used as it is. A dataset given by name is loaded once per
+built by its factory with the options the run's spec bound (``ngf.runs.spec``), or an
+object given through the Python API, checked and used as it is. A dataset given by name is loaded once per
 process (``resolve_data``): the runs of a comparison share its arrays, read-only.
 """
 
